@@ -1,0 +1,44 @@
+# ringlog — see README.md. Every target works on a fresh machine with Go 1.26.
+GO        ?= go
+FUZZTIME  ?= 60s
+SHORTFUZZ ?= 3s
+BENCHTIME ?= 1s
+STATICCHECK_VERSION ?= 2025.1.1
+
+.PHONY: all test vet race fuzz-short fuzz crashtest demo bench bench-micro lint fmt
+
+all: test
+
+## test: vet, race-enabled tests, and a short fuzz/property pass (what CI runs)
+test: vet race fuzz-short
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l . | grep -v '^bench/')" || { echo "gofmt needed:"; gofmt -l . ; exit 1; }
+
+race:
+	$(GO) test -race -count=1 ./...
+
+## fuzz-short: every native fuzz target for SHORTFUZZ each
+fuzz-short:
+	@FUZZTIME=$(SHORTFUZZ) bash scripts/fuzz.sh
+
+## fuzz: every native fuzz target for FUZZTIME each (default 60s)
+fuzz:
+	@FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+## demo: the quickstart on a temporary file
+demo:
+	$(GO) run ./examples/quickstart
+
+## bench-micro: go test benchmarks of device, wal and pipeline in one run
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./device/ ./wal/ ./pipeline/
+
+## lint: staticcheck, installed by this target
+lint:
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$$($(GO) env GOPATH)/bin/staticcheck ./...
+
+fmt:
+	gofmt -w .

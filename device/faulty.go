@@ -1,0 +1,166 @@
+package device
+
+import (
+	"errors"
+	"sync"
+	"syscall"
+)
+
+// Op is the kind of operation a Fault applies to.
+type Op int
+
+// The operations a Faulty device can fail.
+const (
+	OpRead Op = iota
+	OpWrite
+	OpSync
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpRead:
+		return "read"
+	case OpWrite:
+		return "write"
+	case OpSync:
+		return "sync"
+	}
+	return "op?"
+}
+
+// Errors a Fault commonly injects.
+var (
+	EIO    error = syscall.EIO
+	ENOSPC error = syscall.ENOSPC
+)
+
+// Fault fails the Nth operation of kind Op (counting from 1, per kind), and
+// every later one too when Sticky.
+type Fault struct {
+	Op     Op
+	N      int64
+	Err    error
+	Sticky bool
+}
+
+// Faulty wraps a Device and fails chosen operations.
+//
+// A failed Sync behaves as on Linux: the error is reported once and the
+// dirty pages are dropped, so every write since the last successful Sync is
+// undone on the wrapped device (as if it never reached the medium), and the
+// next Sync succeeds unless another fault says otherwise. A failed write
+// changes nothing.
+type Faulty struct {
+	inner  Device
+	mu     sync.Mutex
+	faults []Fault
+	counts [3]int64
+	undo   []pendingWrite // pre-images of writes since the last good sync, oldest first
+}
+
+// NewFaulty wraps dev with the given faults.
+func NewFaulty(dev Device, faults ...Fault) *Faulty {
+	return &Faulty{inner: dev, faults: faults}
+}
+
+// Inject adds faults; operation counts continue from where they are.
+func (f *Faulty) Inject(faults ...Fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.faults = append(f.faults, faults...)
+}
+
+// Count reports how many operations of kind op have been attempted.
+func (f *Faulty) Count(op Op) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.counts[op]
+}
+
+// fault counts one operation and returns the error to inject, if any.
+func (f *Faulty) fault(op Op) error {
+	f.counts[op]++
+	n := f.counts[op]
+	for _, ft := range f.faults {
+		if ft.Op == op && (n == ft.N || (ft.Sticky && n > ft.N)) {
+			if ft.Err == nil {
+				return EIO
+			}
+			return ft.Err
+		}
+	}
+	return nil
+}
+
+// ReadAt implements io.ReaderAt.
+func (f *Faulty) ReadAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	err := f.fault(OpRead)
+	f.mu.Unlock()
+	if err != nil {
+		return 0, &FaultError{Op: OpRead, Off: off, Err: err}
+	}
+	return f.inner.ReadAt(p, off)
+}
+
+// WriteAt implements io.WriterAt.
+func (f *Faulty) WriteAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fault(OpWrite); err != nil {
+		return 0, &FaultError{Op: OpWrite, Off: off, Err: err}
+	}
+	old := make([]byte, len(p))
+	if _, err := f.inner.ReadAt(old, off); err == nil {
+		f.undo = append(f.undo, pendingWrite{off: off, data: old})
+	}
+	return f.inner.WriteAt(p, off)
+}
+
+// Sync implements Device; an injected failure drops every write since the
+// last good sync.
+func (f *Faulty) Sync() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fault(OpSync); err != nil {
+		for i := len(f.undo) - 1; i >= 0; i-- {
+			f.inner.WriteAt(f.undo[i].data, f.undo[i].off)
+		}
+		f.undo = nil
+		return &FaultError{Op: OpSync, Off: -1, Err: err}
+	}
+	if err := f.inner.Sync(); err != nil {
+		return err
+	}
+	f.undo = nil
+	return nil
+}
+
+// Size implements Device.
+func (f *Faulty) Size() int64 { return f.inner.Size() }
+
+// BlockSize implements Device.
+func (f *Faulty) BlockSize() int { return f.inner.BlockSize() }
+
+// Close closes the wrapped device.
+func (f *Faulty) Close() error { return f.inner.Close() }
+
+// FaultError is an injected failure.
+type FaultError struct {
+	Op  Op
+	Off int64 // -1 for sync
+	Err error
+}
+
+func (e *FaultError) Error() string {
+	return "device: injected " + e.Op.String() + " failure: " + e.Err.Error()
+}
+
+// Unwrap returns the injected error (EIO, ENOSPC, ...).
+func (e *FaultError) Unwrap() error { return e.Err }
+
+// IsInjected reports whether err is, or wraps, an injected fault.
+func IsInjected(err error) bool {
+	var fe *FaultError
+	return errors.As(err, &fe)
+}
