@@ -1,0 +1,158 @@
+package wal
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/ringlog/ringlog/device"
+)
+
+// Options tune a Journal. The zero value is ready to use.
+type Options struct {
+	// MaxBatch caps the bytes of transactions written in one group (0: the
+	// whole journal area). Smaller batches bound the latency of a group.
+	MaxBatch int
+}
+
+// Stats are counters of a Journal since Open.
+type Stats struct {
+	Commits     uint64 // transactions made durable
+	Groups      uint64 // batches written, each with one sync
+	Syncs       uint64 // device syncs issued, checkpoints included
+	Checkpoints uint64
+	Replayed    uint64 // batches replayed by Open
+}
+
+// Journal is an open write-ahead journal. Its methods are safe for
+// concurrent use.
+type Journal struct {
+	dev    device.Device
+	offset int64
+	size   int64
+	opts   Options
+
+	submit chan *Tx
+	quit   chan struct{}
+	done   chan struct{}
+
+	mu      sync.Mutex // guards nextTx, closed, stats
+	nextTx  uint64
+	closed  bool
+	stats   Stats
+	failErr error // set once by the committer goroutine, read under mu
+}
+
+// Open recovers the journal in [offset, offset+size) of dev — replaying
+// every intact batch in sequence order onto its home offsets, syncing, and
+// starting a fresh journal generation — and starts its commit goroutine.
+// Recovery is idempotent: a crash during Open, then Open again, gives the
+// same device.
+func Open(dev device.Device, offset, size int64, opts Options) (*Journal, error) {
+	if err := checkGeometry(dev, offset, size); err != nil {
+		return nil, err
+	}
+	st, err := recoverJournal(dev, offset, size)
+	if err != nil {
+		return nil, err
+	}
+	j := &Journal{
+		dev: dev, offset: offset, size: size, opts: opts,
+		submit: make(chan *Tx, 256),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	j.stats.Replayed = st.replayed
+	j.stats.Syncs = st.syncs
+	j.stats.Checkpoints = 1
+	c := newCommitter(j, st)
+	go c.run()
+	return j, nil
+}
+
+// Begin starts a transaction. Transactions take effect in Begin order.
+func (j *Journal) Begin() *Tx {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	t := &Tx{j: j, seq: j.nextTx, done: make(chan struct{})}
+	j.nextTx++
+	return t
+}
+
+// Commit makes tx durable and applies it, returning when both are done. If
+// ctx ends before tx was written, Commit returns ctx.Err() and tx counts as
+// discarded; once tx is being written Commit waits for the outcome (one
+// sync). After a failure every Commit returns an error wrapping ErrFailed.
+func (j *Journal) Commit(ctx context.Context, tx *Tx) error {
+	if tx.j != j {
+		return fmt.Errorf("%w: transaction of another journal", ErrDiscarded)
+	}
+	if !tx.state.CompareAndSwap(txOpen, txQueued) {
+		return ErrDiscarded
+	}
+	if tx.err == nil && encodedLen(tx.writes)+batchHeaderLen > int(j.size-2*slot) {
+		tx.err = fmt.Errorf("%w: %d bytes of writes, journal area %d", ErrTooLarge, encodedLen(tx.writes), j.size-2*slot)
+	}
+	// A bad transaction still has to pass through the goroutine so that
+	// later ones are not held up waiting for its turn.
+	select {
+	case j.submit <- tx:
+	case <-j.done:
+		return ErrClosed
+	}
+	select {
+	case <-tx.done:
+		return tx.result
+	case <-j.done:
+		// The goroutine finishes every transaction it took before it
+		// exits, so tx.done is closed by now unless tx was never taken.
+		select {
+		case <-tx.done:
+			return tx.result
+		default:
+			return ErrClosed
+		}
+	case <-ctx.Done():
+		if tx.state.CompareAndSwap(txQueued, txCancelled) {
+			return fmt.Errorf("wal: commit abandoned: %w", ctx.Err())
+		}
+		select {
+		case <-tx.done:
+			return tx.result
+		case <-j.done:
+			return ErrClosed
+		}
+	}
+}
+
+// Close stops the commit goroutine after the batch in flight. Transactions
+// not yet written fail with ErrClosed. Close does not close the device.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return ErrClosed
+	}
+	j.closed = true
+	j.mu.Unlock()
+	close(j.quit)
+	<-j.done
+	return nil
+}
+
+// Err returns the error that failed the journal, or nil.
+func (j *Journal) Err() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.failErr
+}
+
+// Stats returns the journal's counters.
+func (j *Journal) Stats() Stats {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.stats
+}
+
+// Region returns the journal's offset and size on the device.
+func (j *Journal) Region() (offset, size int64) { return j.offset, j.size }

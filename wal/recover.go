@@ -1,0 +1,109 @@
+package wal
+
+import (
+	"fmt"
+
+	"github.com/ringlog/ringlog/device"
+)
+
+// recovered is what Open learns from the device and hands to the committer.
+type recovered struct {
+	gen      uint64 // generation of the current header
+	curSlot  int    // which header slot holds it
+	startSeq uint64 // sequence of the first batch to write
+	replayed uint64
+	syncs    uint64
+}
+
+// recoverJournal replays every intact batch, syncs, and writes a new header
+// generation whose journal is empty. A batch that is torn, corrupt or out of
+// sequence ends replay: no batch after it was ever acknowledged, because a
+// batch is written only after the one before it was synced.
+func recoverJournal(dev device.Device, offset, size int64) (recovered, error) {
+	var st recovered
+	hdrs := device.AlignedBuffer(2 * slot)
+	if _, err := dev.ReadAt(hdrs, offset); err != nil {
+		return st, fmt.Errorf("wal: read header: %w", err)
+	}
+	area := size - 2*slot
+	best, bestSlot := header{}, -1
+	var firstErr error
+	for i := range 2 {
+		h, err := decodeHeader(hdrs[i*slot:])
+		if err == nil && h.area != uint64(area) {
+			err = fmt.Errorf("%w: header says area %d, region has %d", ErrBadFormat, h.area, area)
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if bestSlot < 0 || h.gen > best.gen {
+			best, bestSlot = h, i
+		}
+	}
+	if bestSlot < 0 {
+		return st, firstErr
+	}
+
+	app := newApplier(dev)
+	bs := int64(dev.BlockSize())
+	areaStart := offset + 2*slot
+	seq := best.startSeq
+	var pos int64
+	head := device.AlignedBuffer(int(bs))
+	var body []byte
+	for pos+bs <= area {
+		if _, err := dev.ReadAt(head, areaStart+pos); err != nil {
+			return st, fmt.Errorf("wal: replay: %w", err)
+		}
+		bh, ok := decodeBatchHeader(head)
+		if !ok || bh.seq != seq || bh.padded == 0 || int64(bh.padded)%device.SectorSize != 0 ||
+			int64(bh.padded) > area-pos || int64(bh.payload)+batchHeaderLen > int64(bh.padded) {
+			break
+		}
+		n := int(bh.padded+uint32(bs)-1) / int(bs) * int(bs)
+		if int64(n) > area-pos {
+			break
+		}
+		if len(body) < n {
+			body = device.AlignedBuffer(n)
+		}
+		if _, err := dev.ReadAt(body[:n], areaStart+pos); err != nil {
+			return st, fmt.Errorf("wal: replay: %w", err)
+		}
+		payload := body[batchHeaderLen : batchHeaderLen+bh.payload]
+		if !batchChecksumOK(body, payload) {
+			break
+		}
+		ws, err := decodeWrites(payload, bh.ntx)
+		if err != nil {
+			break
+		}
+		if err := app.apply(ws); err != nil {
+			return st, err
+		}
+		st.replayed++
+		seq++
+		pos += int64(bh.padded)
+	}
+	if err := dev.Sync(); err != nil {
+		return st, fmt.Errorf("wal: replay sync: %w", err)
+	}
+	// Start an empty generation in the other slot; the current copy stays
+	// valid until the new one is durable, so a crash here replays again.
+	next := header{gen: best.gen + 1, startSeq: seq, area: uint64(area)}
+	other := 1 - bestSlot
+	buf := hdrs[other*slot : (other+1)*slot]
+	clear(buf)
+	next.encode(buf)
+	if _, err := dev.WriteAt(buf, offset+int64(other)*slot); err != nil {
+		return st, fmt.Errorf("wal: write header: %w", err)
+	}
+	if err := dev.Sync(); err != nil {
+		return st, fmt.Errorf("wal: header sync: %w", err)
+	}
+	st.gen, st.curSlot, st.startSeq, st.syncs = next.gen, other, seq, 2
+	return st, nil
+}

@@ -1,0 +1,60 @@
+package wal
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+const (
+	txOpen int32 = iota
+	txQueued
+	txTaken
+	txCancelled
+)
+
+// Tx is a set of writes that a Journal applies atomically. A Tx is used by
+// one goroutine until it is passed to Commit or Discard.
+type Tx struct {
+	j      *Journal
+	seq    uint64
+	writes []write
+	size   int
+	err    error // first bad Write, reported by Commit
+	state  atomic.Int32
+	done   chan struct{}
+	result error
+}
+
+// Write adds a write of p at device offset off. p is copied. A write that
+// falls outside the device or overlaps the journal's own region makes
+// Commit fail with ErrBadWrite.
+func (t *Tx) Write(off int64, p []byte) {
+	if t.err != nil {
+		return
+	}
+	end := off + int64(len(p))
+	switch {
+	case off < 0 || end > t.j.dev.Size():
+		t.err = fmt.Errorf("%w: [%d, %d) on a device of %d bytes", ErrBadWrite, off, end, t.j.dev.Size())
+		return
+	case off < t.j.offset+t.j.size && end > t.j.offset:
+		t.err = fmt.Errorf("%w: [%d, %d) overlaps the journal [%d, %d)", ErrBadWrite, off, end, t.j.offset, t.j.offset+t.j.size)
+		return
+	}
+	t.writes = append(t.writes, write{off: off, data: append([]byte(nil), p...)})
+	t.size += len(p)
+}
+
+// Len is the number of writes in the transaction.
+func (t *Tx) Len() int { return len(t.writes) }
+
+// Discard abandons a transaction that will not be committed, so that
+// transactions begun after it can take effect.
+func (t *Tx) Discard() {
+	if t.state.CompareAndSwap(txOpen, txCancelled) {
+		select {
+		case t.j.submit <- t:
+		case <-t.j.done:
+		}
+	}
+}
