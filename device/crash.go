@@ -237,7 +237,7 @@ func (c *Crash) DurableImage() []byte { return c.ImageFor(nil) }
 func landWrite(img []byte, w pendingWrite, k int) {
 	switch {
 	case k == 0:
-	case k == 1:
+	case k == 1 || k < 0: // negative is out of range: landed, as documented
 		copy(img[w.off:], w.data)
 	default:
 		cuts := sectorCuts(w.off, len(w.data))
