@@ -1,0 +1,76 @@
+package pipeline
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ringlog/ringlog/device"
+	"github.com/ringlog/ringlog/internal/layout"
+	"github.com/ringlog/ringlog/wal"
+)
+
+// Config places a log on a device and tunes it. The zero value uses the
+// whole device.
+type Config struct {
+	Offset          int64          // start of the log's region on dev (default 0)
+	Size            int64          // bytes of the region (0: to the end of dev)
+	JournalSize     int64          // bytes for the journal inside the region (0: a default)
+	Checker         GarbageChecker // nil: nothing is garbage
+	CollectInterval time.Duration  // 0: a default; the collector also runs under pressure
+}
+
+// Position is a record's virtual position: it only ever increases and is
+// never reused, so a position names one record for the life of the log.
+type Position uint64
+
+// GarbageChecker tells the collector whether the record at pos may be
+// reclaimed. It is called from the collector's goroutine, oldest record
+// first; once it says true for a record, that record may disappear at any
+// time. An error stops the pass (Collect returns it).
+type GarbageChecker interface {
+	IsGarbage(pos Position, payload []byte) (bool, error)
+}
+
+// GarbageFunc adapts a function to GarbageChecker.
+type GarbageFunc func(pos Position, payload []byte) (bool, error)
+
+// IsGarbage calls f.
+func (f GarbageFunc) IsGarbage(pos Position, payload []byte) (bool, error) { return f(pos, payload) }
+
+const (
+	defaultCollectInterval = time.Second
+	minDataSize            = 4 * layout.Align
+	maxJournalSize         = 4 << 20
+)
+
+// geometry validates cfg against dev and lays the region out.
+func (cfg Config) geometry(dev device.Device) (layout.Geometry, error) {
+	size := cfg.Size
+	if size == 0 {
+		size = dev.Size() - cfg.Offset
+	}
+	switch {
+	case cfg.Offset < 0 || cfg.Offset%layout.Align != 0:
+		return layout.Geometry{}, fmt.Errorf("%w: offset %d is not a non-negative multiple of %d", ErrBadConfig, cfg.Offset, layout.Align)
+	case size <= 0 || size%layout.Align != 0:
+		return layout.Geometry{}, fmt.Errorf("%w: size %d is not a positive multiple of %d", ErrBadConfig, size, layout.Align)
+	case cfg.Offset+size > dev.Size():
+		return layout.Geometry{}, fmt.Errorf("%w: region [%d, %d) is beyond the device's %d bytes", ErrBadConfig, cfg.Offset, cfg.Offset+size, dev.Size())
+	case layout.Align%dev.BlockSize() != 0:
+		return layout.Geometry{}, fmt.Errorf("%w: device block size %d does not divide %d", ErrBadConfig, dev.BlockSize(), layout.Align)
+	case cfg.JournalSize < 0 || cfg.JournalSize%layout.Align != 0:
+		return layout.Geometry{}, fmt.Errorf("%w: journal size %d is not a multiple of %d", ErrBadConfig, cfg.JournalSize, layout.Align)
+	}
+	js := cfg.JournalSize
+	if js == 0 {
+		js = min(max(size/32/layout.Align*layout.Align, wal.MinSize), maxJournalSize)
+	}
+	if js < wal.MinSize {
+		return layout.Geometry{}, fmt.Errorf("%w: journal size %d is below the minimum %d", ErrBadConfig, js, wal.MinSize)
+	}
+	g := layout.NewGeometry(cfg.Offset, size, js)
+	if g.DataSize < minDataSize {
+		return layout.Geometry{}, fmt.Errorf("%w: region of %d bytes leaves %d for data, need at least %d", ErrBadConfig, size, g.DataSize, minDataSize)
+	}
+	return g, nil
+}

@@ -1,0 +1,151 @@
+package stages
+
+import (
+	"github.com/ringlog/ringlog/internal/layout"
+)
+
+// Allocator owns the tail. It places requests at increasing virtual
+// positions in arrival order, emits padding so that no frame straddles the
+// end of the area (and so that reservations start on a block), and parks
+// requests, first come first served, while the log is full.
+type Allocator struct {
+	In       chan *Request // from the API
+	Freed    chan uint64   // from the collector: the new durable head
+	Poke     chan struct{} // a parked request was cancelled; capacity 1
+	Out      chan<- Item   // to the writer
+	Pressure chan<- struct{}
+
+	Geo       layout.Geometry
+	BlockSize uint64 // alignment of reservations
+	Pub       *Published
+
+	head, tail uint64
+	queue      []*Request
+}
+
+// NewAllocator returns an allocator whose log holds [head, tail).
+func NewAllocator(geo layout.Geometry, blockSize int, head, tail uint64, out chan<- Item, pressure chan<- struct{}, pub *Published) *Allocator {
+	a := &Allocator{
+		In: make(chan *Request, 1024), Freed: make(chan uint64, 16), Poke: make(chan struct{}, 1),
+		Out: out, Pressure: pressure, Geo: geo, BlockSize: uint64(blockSize), Pub: pub,
+		head: head, tail: tail,
+	}
+	pub.Tail.Store(tail)
+	return a
+}
+
+// Stride is the bytes a request takes in the data area, padding excluded.
+func Stride(kind int, n int, blockSize uint64) uint64 {
+	if kind == KindReserve {
+		return layout.RoundUp(blockSize+uint64(n), blockSize)
+	}
+	return layout.RoundUp(layout.HeaderLen+uint64(n), layout.HeaderLen)
+}
+
+// Run is the allocator's goroutine; it returns when quit closes, finishing
+// every request it still holds with ErrClosed.
+func (a *Allocator) Run(quit <-chan struct{}) {
+	for {
+		select {
+		case r := <-a.In:
+			a.queue = append(a.queue, r)
+		case h := <-a.Freed:
+			a.head = max(a.head, h)
+		case <-a.Poke:
+		case <-quit:
+			a.closeAll()
+			return
+		}
+		if !a.place(quit) {
+			a.closeAll()
+			return
+		}
+	}
+}
+
+func (a *Allocator) closeAll() {
+	for _, r := range a.queue {
+		if r.State.CompareAndSwap(Waiting, Cancelled) {
+			r.Finish(0, ErrClosed)
+		}
+	}
+	a.queue = nil
+}
+
+// place gives positions to queued requests in order until one does not fit.
+// It reports false if quit closed while it was sending.
+func (a *Allocator) place(quit <-chan struct{}) bool {
+	size := uint64(a.Geo.DataSize)
+	for len(a.queue) > 0 {
+		r := a.queue[0]
+		if r.State.Load() == Cancelled {
+			a.pop()
+			continue
+		}
+		stride := Stride(r.Kind, r.N, a.BlockSize)
+		pos := a.tail
+		if r.Kind == KindReserve {
+			pos = layout.RoundUp(pos, a.BlockSize)
+		}
+		if pos%size+stride > size {
+			pos += size - pos%size // wrap: pad to the end of the lap
+		}
+		if pos+stride-a.head > size {
+			if !r.Parked.Swap(true) {
+				a.Pub.Parked.Add(1)
+			}
+			select {
+			case a.Pressure <- struct{}{}:
+			default:
+			}
+			return true
+		}
+		if !r.State.CompareAndSwap(Waiting, Placed) {
+			a.pop()
+			continue
+		}
+		if !a.pad(pos, quit) {
+			r.Finish(0, ErrClosed)
+			return false
+		}
+		kind := ItemRecord
+		if r.Kind == KindReserve {
+			kind = ItemHole
+		}
+		if !send(a.Out, Item{Kind: kind, Pos: pos, Span: stride, Req: r}, quit) {
+			r.Finish(0, ErrClosed)
+			return false
+		}
+		a.tail = pos + stride
+		a.Pub.Tail.Store(a.tail)
+		a.pop()
+		if r.Kind == KindReserve {
+			r.Finish(pos, nil) // the caller now writes its bytes
+		}
+	}
+	return true
+}
+
+// pad emits padding markers covering [a.tail, to), in pieces a frame header
+// can describe.
+func (a *Allocator) pad(to uint64, quit <-chan struct{}) bool {
+	const maxPad = 1 << 30
+	for a.tail < to {
+		n := to - a.tail
+		if n > maxPad {
+			// End the piece on a block so the writer can skip its body.
+			n = (a.tail+maxPad)&^(layout.Align-1) - a.tail
+		}
+		if !send(a.Out, Item{Kind: ItemPad, Pos: a.tail, Span: n}, quit) {
+			return false
+		}
+		a.Pub.Padding.Add(n)
+		a.tail += n
+	}
+	return true
+}
+
+func (a *Allocator) pop() {
+	a.queue[0] = nil
+	a.queue = a.queue[1:]
+}

@@ -1,0 +1,129 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ringlog/ringlog/internal/layout"
+	"github.com/ringlog/ringlog/wal"
+)
+
+// Checker decides whether a record is garbage (pipeline.GarbageChecker).
+type Checker interface {
+	IsGarbage(pos uint64, payload []byte) (bool, error)
+}
+
+// CollectRequest asks the collector for a pass; the outcome arrives on Reply
+// (capacity 1).
+type CollectRequest struct {
+	Reply chan error
+}
+
+// Collector reclaims space at the head. It walks frames from the head to the
+// durable tail, reading their headers itself, skips padding, asks the
+// checker about each record, and stops at the first live one. It persists
+// the new head through the journal before telling the allocator, so space is
+// never reused while a crash could still bring back the old head.
+type Collector struct {
+	Requests chan CollectRequest
+	Pressure chan struct{} // capacity 1
+	Freed    chan<- uint64 // to the allocator
+
+	Journal  *wal.Journal
+	Reader   FrameReader
+	Checker  Checker
+	FormatID uint64
+	Interval time.Duration
+	Pub      *Published
+
+	gen  uint64 // generation of the last head record
+	head uint64
+	buf  [layout.StateLen]byte
+	quit <-chan struct{}
+}
+
+// NewCollector returns a collector whose durable head is head, the last
+// head record having generation gen.
+func NewCollector(j *wal.Journal, r FrameReader, checker Checker, formatID uint64, interval time.Duration, gen, head uint64, freed chan<- uint64, pub *Published) *Collector {
+	pub.Head.Store(head)
+	return &Collector{
+		Requests: make(chan CollectRequest), Pressure: make(chan struct{}, 1), Freed: freed,
+		Journal: j, Reader: r, Checker: checker, FormatID: formatID, Interval: interval, Pub: pub,
+		gen: gen, head: head,
+	}
+}
+
+// Run is the collector's goroutine.
+func (c *Collector) Run(quit <-chan struct{}) {
+	c.quit = quit
+	t := time.NewTicker(c.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case req := <-c.Requests:
+			req.Reply <- c.pass()
+		case <-c.Pressure:
+			c.pass()
+		case <-t.C:
+			c.pass()
+		case <-quit:
+			return
+		}
+	}
+}
+
+// pass advances the head as far as garbage and padding allow.
+func (c *Collector) pass() error {
+	c.Pub.Passes.Add(1)
+	durable := c.Pub.Durable.Load()
+	cur := c.head
+	var collected uint64
+	var stop error
+	for cur < durable {
+		h, payload, err := c.Reader.Read(cur)
+		if err != nil {
+			stop = fmt.Errorf("ringlog: collect at position %d: %w", cur, err)
+			break
+		}
+		if h.Kind == layout.KindRecord {
+			if c.Checker == nil {
+				break
+			}
+			garbage, err := c.Checker.IsGarbage(cur, payload)
+			if err != nil {
+				stop = fmt.Errorf("ringlog: garbage checker at position %d: %w", cur, err)
+				break
+			}
+			if !garbage {
+				break
+			}
+			collected++
+		}
+		cur += h.Stride()
+	}
+	if cur == c.head {
+		return stop
+	}
+	if err := c.commitHead(cur); err != nil {
+		return err
+	}
+	c.head = cur
+	c.Pub.Head.Store(cur)
+	c.Pub.Collected.Add(collected)
+	send(c.Freed, cur, c.quit)
+	return stop
+}
+
+func (c *Collector) commitHead(head uint64) error {
+	h := layout.Head{Gen: c.gen + 1, FormatID: c.FormatID, Head: head}
+	h.Encode(c.buf[:])
+	tx := c.Journal.Begin()
+	tx.Write(c.Reader.Geo.HeadSlot(0), c.buf[:])
+	tx.Write(c.Reader.Geo.HeadSlot(1), c.buf[:])
+	if err := c.Journal.Commit(context.Background(), tx); err != nil {
+		return fmt.Errorf("ringlog: commit head: %w", err)
+	}
+	c.gen = h.Gen
+	return nil
+}
