@@ -90,7 +90,9 @@ func (a *Allocator) place(quit <-chan struct{}) bool {
 		if pos%size+stride > size {
 			pos += size - pos%size // wrap: pad to the end of the lap
 		}
-		if pos+stride-a.head > size {
+		// The writer writes whole blocks, so the rest of the block the new
+		// tail ends in is overwritten too: it must be free as well.
+		if layout.RoundUp(pos+stride, a.BlockSize)-a.head > size {
 			if !r.Parked.Swap(true) {
 				a.Pub.Parked.Add(1)
 			}

@@ -64,8 +64,10 @@ func (g Geometry) HeadSlot(i int) int64 { return g.StateOff + int64(2+i)*Align }
 func (g Geometry) Phys(pos uint64) int64 { return g.DataOff + int64(pos%uint64(g.DataSize)) }
 
 // MaxStride is the largest record stride that always fits: with at most
-// half the data area, a record fits in an empty log wherever its tail is.
-func (g Geometry) MaxStride() int64 { return g.DataSize / 2 }
+// half the data area less a block (the writer's slack past the tail), a
+// record fits in an empty log wherever its tail is. It also keeps every
+// padding marker's length within 32 bits.
+func (g Geometry) MaxStride() int64 { return min(g.DataSize/2-Align, 1<<31) }
 
 // ---- superblock ----
 

@@ -1,0 +1,81 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ringlog/ringlog/device"
+	"github.com/ringlog/ringlog/pipeline"
+)
+
+func TestSmokeWrap(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dev := device.NewMem(256 << 10)
+	if err := pipeline.Format(dev, pipeline.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	live := map[pipeline.Position][]byte{}
+	var order []pipeline.Position
+	var mu sync.Mutex
+	checker := pipeline.GarbageFunc(func(pos pipeline.Position, p []byte) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		_, ok := live[pos]
+		return !ok, nil
+	})
+	l, err := pipeline.Open(dev, pipeline.Config{Checker: checker})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				p := []byte(fmt.Sprintf("g%d-i%d-%s", g, i, bytes.Repeat([]byte{'x'}, i*7%500)))
+				pos, err := l.Append(ctx, p)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				live[pos] = p
+				order = append(order, pos)
+				if len(order) > 50 {
+					delete(live, order[0])
+					order = order[1:]
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%+v", l.Stats())
+	mu.Lock()
+	for pos, p := range live {
+		got, err := l.Read(pos)
+		if err != nil || !bytes.Equal(got, p) {
+			t.Fatalf("read %d: %v", pos, err)
+		}
+	}
+	mu.Unlock()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err = pipeline.Open(dev, pipeline.Config{Checker: checker})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := l.Scan(func(pos pipeline.Position, p []byte) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("scanned %d, %+v", n, l.Stats())
+	l.Close()
+}
