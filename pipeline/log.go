@@ -59,6 +59,7 @@ func start(dev device.Device, j *wal.Journal, f formatted, cfg Config, t layout.
 		return nil, err
 	}
 	l.writer = w
+	l.committer.Idle = w.Idle
 	pressure := make(chan struct{}, 1)
 	l.alloc = stages.NewAllocator(f.geo, l.bs, h.Head, t.Tail, w.In, pressure, &l.pub)
 	var checker stages.Checker
@@ -199,6 +200,9 @@ func (l *Log) Read(pos Position) ([]byte, error) {
 	return append([]byte(nil), payload...), nil
 }
 
+// scanAhead is how much Scan reads at once.
+const scanAhead = 1 << 20
+
 // Scan calls fn for every record from the head to the durable tail, in
 // position order, with its verified payload. payload is valid only during
 // the call. An error from fn stops the scan and is returned. Records the
@@ -208,8 +212,7 @@ func (l *Log) Scan(fn func(pos Position, payload []byte) error) error {
 		return ErrClosed
 	}
 	cur, end := l.pub.Head.Load(), l.pub.Durable.Load()
-	r := l.readers.Get().(*stages.FrameReader)
-	defer l.readers.Put(r)
+	r := &stages.FrameReader{Dev: l.dev, Geo: l.geo, Ahead: scanAhead, Limit: end}
 	for cur < end {
 		h, payload, err := r.Read(cur)
 		if err != nil {

@@ -24,7 +24,7 @@ func Open(dev device.Device, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	j, err := wal.Open(dev, g.geo.JournalOff, g.geo.JournalSize, wal.Options{})
+	j, err := wal.Open(dev, g.geo.JournalOff, g.geo.JournalSize, wal.Options{DeferApply: true})
 	if err != nil {
 		if errors.Is(err, wal.ErrBadFormat) {
 			return nil, fmt.Errorf("%w: journal: %w", ErrBadFormat, err)
@@ -117,7 +117,7 @@ func recoverLog(dev device.Device, j *wal.Journal, f formatted, cfg Config) (*Lo
 	if err != nil {
 		return nil, err
 	}
-	r := stages.FrameReader{Dev: dev, Geo: f.geo}
+	r := stages.FrameReader{Dev: dev, Geo: f.geo, Ahead: scanAhead, Limit: tail.Tail}
 	end := tail.Synced
 	for end < tail.Tail {
 		h, _, err := r.Read(end)

@@ -14,6 +14,9 @@ type Checker interface {
 	IsGarbage(pos uint64, payload []byte) (bool, error)
 }
 
+// readAhead is how much the collector reads at once while it walks frames.
+const readAhead = 1 << 20
+
 // CollectRequest asks the collector for a pass; the outcome arrives on Reply
 // (capacity 1).
 type CollectRequest struct {
@@ -47,6 +50,9 @@ type Collector struct {
 // head record having generation gen.
 func NewCollector(j *wal.Journal, r FrameReader, checker Checker, formatID uint64, interval time.Duration, gen, head uint64, freed chan<- uint64, pub *Published) *Collector {
 	pub.Head.Store(head)
+	if r.Ahead == 0 {
+		r.Ahead = readAhead
+	}
 	return &Collector{
 		Requests: make(chan CollectRequest), Pressure: make(chan struct{}, 1), Freed: freed,
 		Journal: j, Reader: r, Checker: checker, FormatID: formatID, Interval: interval, Pub: pub,
@@ -77,6 +83,7 @@ func (c *Collector) Run(quit <-chan struct{}) {
 func (c *Collector) pass() error {
 	c.Pub.Passes.Add(1)
 	durable := c.Pub.Durable.Load()
+	c.Reader.Limit = durable
 	cur := c.head
 	var collected uint64
 	var stop error

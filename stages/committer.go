@@ -18,6 +18,9 @@ import (
 // in the input channel.
 type Committer struct {
 	In chan Completion
+	// Idle, if set, gets a token whenever the committer has nothing to
+	// commit (Writer.Idle).
+	Idle chan<- struct{}
 
 	Journal  *wal.Journal
 	Geo      layout.Geometry
@@ -46,6 +49,7 @@ func NewCommitter(j *wal.Journal, geo layout.Geometry, formatID uint64, epoch ui
 // Run is the committer's goroutine.
 func (c *Committer) Run(quit <-chan struct{}) {
 	defer c.closeAll()
+	c.signalIdle()
 	for {
 		select {
 		case x := <-c.In:
@@ -63,6 +67,19 @@ func (c *Committer) Run(quit <-chan struct{}) {
 			}
 		}
 		c.advance()
+		if len(c.pending) == 0 || c.pending[0].Start > c.durable {
+			c.signalIdle()
+		}
+	}
+}
+
+func (c *Committer) signalIdle() {
+	if c.Idle == nil {
+		return
+	}
+	select {
+	case c.Idle <- struct{}{}:
+	default:
 	}
 }
 

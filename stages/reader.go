@@ -12,7 +12,17 @@ import (
 type FrameReader struct {
 	Dev device.Device
 	Geo layout.Geometry
-	buf []byte
+	// Ahead, if positive, makes sequential reads cheap: a miss reads up to
+	// Ahead bytes, and later frames inside them are served from memory.
+	// Only bytes below Limit are kept, since below the durable tail the
+	// data cannot change until it is collected, while the block the tail
+	// ends in is still being rewritten.
+	Ahead int
+	Limit uint64
+
+	buf    []byte
+	winPos uint64 // virtual position of buf[0]
+	winLen int64  // bytes of buf that may be served again
 }
 
 // Read returns the frame at pos and, for a record, its payload, which
@@ -23,7 +33,7 @@ func (r *FrameReader) Read(pos uint64) (layout.Header, []byte, error) {
 	bs := int64(r.Dev.BlockSize())
 	phys := r.Geo.Phys(pos)
 	blk := phys / bs * bs
-	head, err := r.read(blk, bs)
+	head, err := r.read(pos-uint64(phys-blk), blk, bs)
 	if err != nil {
 		return layout.Header{}, nil, err
 	}
@@ -46,7 +56,7 @@ func (r *FrameReader) Read(pos uint64) (layout.Header, []byte, error) {
 		return h, nil, nil
 	}
 	end := phys + int64(h.DataOff) + int64(h.Length)
-	whole, err := r.read(blk, (end-blk+bs-1)/bs*bs)
+	whole, err := r.read(pos-uint64(phys-blk), blk, (end-blk+bs-1)/bs*bs)
 	if err != nil {
 		return h, nil, err
 	}
@@ -58,13 +68,30 @@ func (r *FrameReader) Read(pos uint64) (layout.Header, []byte, error) {
 	return h, payload, nil
 }
 
-func (r *FrameReader) read(off, n int64) ([]byte, error) {
-	if int64(len(r.buf)) < n {
-		r.buf = device.AlignedBuffer(int(max(n, 64<<10)))
+// read returns n bytes at device offset off, whose virtual position is vpos
+// (block-aligned, inside one lap).
+func (r *FrameReader) read(vpos uint64, off, n int64) ([]byte, error) {
+	if vpos >= r.winPos && int64(vpos-r.winPos)+n <= r.winLen {
+		i := int64(vpos - r.winPos)
+		return r.buf[i : i+n], nil
 	}
-	b := r.buf[:n]
+	want, keep := n, int64(0)
+	if r.Ahead > 0 && r.Limit > vpos {
+		size := uint64(r.Geo.DataSize)
+		end := min(r.Limit, (vpos/size+1)*size) // never past the lap's end
+		keep = int64(end - vpos)
+		want = max(n, min(int64(r.Ahead), keep))
+		bs := int64(r.Dev.BlockSize())
+		want = (want + bs - 1) / bs * bs
+	}
+	if int64(len(r.buf)) < want {
+		r.buf = device.AlignedBuffer(int(max(want, 64<<10)))
+	}
+	r.winLen = 0
+	b := r.buf[:want]
 	if _, err := r.Dev.ReadAt(b, off); err != nil {
 		return nil, fmt.Errorf("ringlog: read at %d: %w", off, err)
 	}
-	return b, nil
+	r.winPos, r.winLen = vpos, min(keep, want)
+	return b[:n], nil
 }

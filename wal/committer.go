@@ -24,10 +24,14 @@ type committer struct {
 	curSlot int
 	failed  error
 
-	buf     []byte // aligned batch buffer
-	group   []*Tx
-	applied []write
+	buf      []byte // aligned batch buffer
+	group    []*Tx
+	applied  []write
+	deferred []write // with DeferApply: home writes not yet applied, in order
 }
+
+// maxDeferred bounds the deferred writes kept before they are applied anyway.
+const maxDeferred = 1024
 
 func newCommitter(j *Journal, st recovered) *committer {
 	area := j.size - 2*slot
@@ -89,7 +93,15 @@ func (c *committer) flush() {
 		for {
 			tx, ok := c.pending[c.nextTx]
 			if !ok {
-				break
+				for s, p := range c.pending {
+					if p.state.Load() == txQueued {
+						c.nextTx = s
+					}
+				}
+				tx, ok = c.pending[c.nextTx]
+				if !ok {
+					break
+				}
 			}
 			if tx.state.Load() == txCancelled {
 				delete(c.pending, c.nextTx)
@@ -166,12 +178,25 @@ func (c *committer) commitGroup(group []*Tx) error {
 	c.pos += padded
 	c.seq++
 
-	c.applied = c.applied[:0]
-	for _, tx := range group {
-		c.applied = append(c.applied, tx.writes...)
-	}
-	if err := c.app.apply(c.applied); err != nil {
-		return fmt.Errorf("wal: committed but not applied: %w", err)
+	if c.j.opts.DeferApply {
+		for _, tx := range group {
+			for _, w := range tx.writes {
+				c.deferWrite(w)
+			}
+		}
+		if len(c.deferred) > maxDeferred {
+			if err := c.applyDeferred(); err != nil {
+				return err
+			}
+		}
+	} else {
+		c.applied = c.applied[:0]
+		for _, tx := range group {
+			c.applied = append(c.applied, tx.writes...)
+		}
+		if err := c.app.apply(c.applied); err != nil {
+			return fmt.Errorf("wal: committed but not applied: %w", err)
+		}
 	}
 	c.j.mu.Lock()
 	c.j.stats.Commits += uint64(len(group))
@@ -189,6 +214,9 @@ func (c *committer) commitGroup(group []*Tx) error {
 // not match it. Either way nothing acknowledged is lost, since home writes
 // were synced first.
 func (c *committer) checkpoint() error {
+	if err := c.applyDeferred(); err != nil {
+		return err
+	}
 	if err := c.j.dev.Sync(); err != nil {
 		return fmt.Errorf("wal: checkpoint sync: %w", err)
 	}
@@ -221,6 +249,10 @@ func (c *committer) fail(err error) {
 }
 
 func (c *committer) shutdown() {
+	if c.failed == nil {
+		// Best effort: what does not reach its home is replayed by Open.
+		c.applyDeferred()
+	}
 	for seq, tx := range c.pending {
 		delete(c.pending, seq)
 		if tx.state.CompareAndSwap(txQueued, txTaken) {
@@ -241,3 +273,31 @@ func (c *committer) shutdown() {
 
 // IsFailed reports whether err says the journal failed.
 func IsFailed(err error) bool { return errors.Is(err, ErrFailed) }
+
+// deferWrite queues w for the next applyDeferred, dropping queued writes it
+// entirely covers: applying those first would change nothing.
+func (c *committer) deferWrite(w write) {
+	end := w.off + int64(len(w.data))
+	kept := c.deferred[:0]
+	for _, d := range c.deferred {
+		if d.off >= w.off && d.off+int64(len(d.data)) <= end {
+			continue
+		}
+		kept = append(kept, d)
+	}
+	clear(c.deferred[len(kept):])
+	c.deferred = append(kept, w)
+}
+
+// applyDeferred writes the deferred home writes, in commit order.
+func (c *committer) applyDeferred() error {
+	if len(c.deferred) == 0 {
+		return nil
+	}
+	if err := c.app.apply(c.deferred); err != nil {
+		return fmt.Errorf("wal: apply deferred writes: %w", err)
+	}
+	clear(c.deferred)
+	c.deferred = c.deferred[:0]
+	return nil
+}

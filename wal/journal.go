@@ -13,6 +13,14 @@ type Options struct {
 	// MaxBatch caps the bytes of transactions written in one group (0: the
 	// whole journal area). Smaller batches bound the latency of a group.
 	MaxBatch int
+	// DeferApply keeps home writes in memory until the next checkpoint (or
+	// Close) instead of applying them before Commit returns. The journal's
+	// fdatasync then flushes only the batch, not the home blocks the
+	// previous group dirtied, which matters when every group rewrites the
+	// same few blocks. Reading a home offset from the device while the
+	// journal is open may see an older value; replay on Open applies
+	// everything committed.
+	DeferApply bool
 }
 
 // Stats are counters of a Journal since Open.
