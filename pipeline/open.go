@@ -7,6 +7,7 @@ import (
 
 	"github.com/ringlog/ringlog/device"
 	"github.com/ringlog/ringlog/internal/layout"
+	"github.com/ringlog/ringlog/internal/testhooks"
 	"github.com/ringlog/ringlog/stages"
 	"github.com/ringlog/ringlog/wal"
 )
@@ -121,6 +122,10 @@ func recoverLog(dev device.Device, j *wal.Journal, f formatted, cfg Config) (*Lo
 	end := tail.Synced
 	for end < tail.Tail {
 		h, _, err := r.Read(end)
+		if testhooks.TrustJournalTail.Load() {
+			end = tail.Tail
+			break
+		}
 		if err != nil || h.Epoch != tail.Epoch || end+h.Stride() > tail.Tail {
 			break
 		}

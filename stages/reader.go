@@ -5,6 +5,7 @@ import (
 
 	"github.com/ringlog/ringlog/device"
 	"github.com/ringlog/ringlog/internal/layout"
+	"github.com/ringlog/ringlog/internal/testhooks"
 )
 
 // FrameReader reads and verifies frames of the data area with aligned I/O.
@@ -50,7 +51,7 @@ func (r *FrameReader) Read(pos uint64) (layout.Header, []byte, error) {
 		return h, nil, fmt.Errorf("%w: frame at position %d is %d bytes, past the end of the area", ErrCorrupt, pos, stride)
 	}
 	if h.Kind == layout.KindPadding {
-		if layout.Checksum(hb, nil) != h.Sum {
+		if layout.Checksum(hb, nil) != h.Sum && !testhooks.UncheckedPadding.Load() {
 			return h, nil, fmt.Errorf("%w: padding checksum at position %d", ErrCorrupt, pos)
 		}
 		return h, nil, nil

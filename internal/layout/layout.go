@@ -174,7 +174,9 @@ func decodeState(b []byte, magic uint32) (gen, id, a, c uint64, e uint32, ok boo
 }
 
 // Encode writes t into b (at least StateLen bytes).
-func (t Tail) Encode(b []byte) { encodeState(b, tailMagic, t.Gen, t.FormatID, t.Tail, t.Synced, t.Epoch) }
+func (t Tail) Encode(b []byte) {
+	encodeState(b, tailMagic, t.Gen, t.FormatID, t.Tail, t.Synced, t.Epoch)
+}
 
 // DecodeTail parses a tail record.
 func DecodeTail(b []byte) (Tail, bool) {
