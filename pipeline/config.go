@@ -31,6 +31,15 @@ type GarbageChecker interface {
 	IsGarbage(pos Position, payload []byte) (bool, error)
 }
 
+// PositionChecker is an optional interface of a GarbageChecker whose answer
+// depends on the position alone (an index that maps keys to positions knows
+// which positions are stale). The collector then reads only frame headers
+// instead of whole records: under a steady overwrite load that removes a
+// second full read of every byte written.
+type PositionChecker interface {
+	IsGarbageAt(pos Position) (bool, error)
+}
+
 // GarbageFunc adapts a function to GarbageChecker.
 type GarbageFunc func(pos Position, payload []byte) (bool, error)
 

@@ -45,6 +45,14 @@ func (c checkerFunc) IsGarbage(pos uint64, p []byte) (bool, error) {
 	return c.c.IsGarbage(Position(pos), p)
 }
 
+// posCheckerFunc adapts a GarbageChecker that is also a PositionChecker.
+type posCheckerFunc struct {
+	checkerFunc
+	p PositionChecker
+}
+
+func (c posCheckerFunc) IsGarbageAt(pos uint64) (bool, error) { return c.p.IsGarbageAt(Position(pos)) }
+
 // start wires the stages together and launches their goroutines.
 func start(dev device.Device, j *wal.Journal, f formatted, cfg Config, t layout.Tail, h layout.Head, truncated uint64) (*Log, error) {
 	l := &Log{
@@ -65,6 +73,9 @@ func start(dev device.Device, j *wal.Journal, f formatted, cfg Config, t layout.
 	var checker stages.Checker
 	if cfg.Checker != nil {
 		checker = checkerFunc{cfg.Checker}
+		if p, ok := cfg.Checker.(PositionChecker); ok {
+			checker = posCheckerFunc{checkerFunc{cfg.Checker}, p}
+		}
 	}
 	interval := cfg.CollectInterval
 	if interval <= 0 {

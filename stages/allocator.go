@@ -96,10 +96,7 @@ func (a *Allocator) place(quit <-chan struct{}) bool {
 			if !r.Parked.Swap(true) {
 				a.Pub.Parked.Add(1)
 			}
-			select {
-			case a.Pressure <- struct{}{}:
-			default:
-			}
+			a.nudge()
 			return true
 		}
 		if !r.State.CompareAndSwap(Waiting, Placed) {
@@ -121,6 +118,10 @@ func (a *Allocator) place(quit <-chan struct{}) bool {
 		a.tail = pos + stride
 		a.Pub.Tail.Store(a.tail)
 		a.pop()
+		if a.tail-a.head > size/4*3 {
+			// Wake the collector before anyone has to wait for space.
+			a.nudge()
+		}
 		if r.Kind == KindReserve {
 			r.Finish(pos, nil) // the caller now writes its bytes
 		}
@@ -150,4 +151,12 @@ func (a *Allocator) pad(to uint64, quit <-chan struct{}) bool {
 func (a *Allocator) pop() {
 	a.queue[0] = nil
 	a.queue = a.queue[1:]
+}
+
+// nudge asks the collector for a pass, without waiting.
+func (a *Allocator) nudge() {
+	select {
+	case a.Pressure <- struct{}{}:
+	default:
+	}
 }

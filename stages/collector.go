@@ -18,6 +18,12 @@ type Checker interface {
 // readAhead is how much the collector reads at once while it walks frames.
 const readAhead = 1 << 20
 
+// PositionChecker is an optional Checker interface: a checker that decides
+// by position alone spares the collector reading payloads.
+type PositionChecker interface {
+	IsGarbageAt(pos uint64) (bool, error)
+}
+
 // CollectRequest asks the collector for a pass; the outcome arrives on Reply
 // (capacity 1).
 type CollectRequest struct {
@@ -89,11 +95,21 @@ func (c *Collector) pass() error {
 	durable := c.Pub.Durable.Load()
 	c.Reader.Limit = durable
 	step := uint64(c.Reader.Geo.DataSize / 16)
+	pc, byPos := c.Checker.(PositionChecker)
 	cur := c.head
 	var collected uint64
 	var stop error
 	for cur < durable {
-		h, payload, err := c.Reader.Read(cur)
+		var (
+			h       layout.Header
+			payload []byte
+			err     error
+		)
+		if byPos {
+			h, err = c.Reader.Header(cur)
+		} else {
+			h, payload, err = c.Reader.Read(cur)
+		}
 		if err != nil {
 			stop = fmt.Errorf("ringlog: collect at position %d: %w", cur, err)
 			break
@@ -102,7 +118,12 @@ func (c *Collector) pass() error {
 			if c.Checker == nil {
 				break
 			}
-			garbage, err := c.Checker.IsGarbage(cur, payload)
+			var garbage bool
+			if byPos {
+				garbage, err = pc.IsGarbageAt(cur)
+			} else {
+				garbage, err = c.Checker.IsGarbage(cur, payload)
+			}
 			if err != nil {
 				stop = fmt.Errorf("ringlog: garbage checker at position %d: %w", cur, err)
 				break

@@ -21,8 +21,9 @@ type FrameReader struct {
 	Ahead int
 	Limit uint64
 
-	buf    []byte
-	winPos uint64 // virtual position of buf[0]
+	buf        []byte
+	lastStride uint64 // of the previous frame: Header skips read-ahead after a large one
+	winPos     uint64 // virtual position of buf[0]
 	winLen int64  // bytes of buf that may be served again
 }
 
@@ -31,10 +32,24 @@ type FrameReader struct {
 // (no frame of that position there) or ErrCorrupt (a frame whose checksum
 // fails).
 func (r *FrameReader) Read(pos uint64) (layout.Header, []byte, error) {
+	return r.frame(pos, true)
+}
+
+// Header returns the frame header at pos, verified where it can be without
+// the payload: position, bounds, and a padding marker's checksum. Where the
+// last frame was large it reads only the header's block, not ahead.
+func (r *FrameReader) Header(pos uint64) (layout.Header, error) {
+	h, _, err := r.frame(pos, false)
+	return h, err
+}
+
+func (r *FrameReader) frame(pos uint64, withPayload bool) (layout.Header, []byte, error) {
 	bs := int64(r.Dev.BlockSize())
 	phys := r.Geo.Phys(pos)
 	blk := phys / bs * bs
-	head, err := r.read(pos-uint64(phys-blk), blk, bs)
+	// Reading ahead for headers only pays while frames are small.
+	ahead := withPayload || r.lastStride < headerAheadMax
+	head, err := r.read(pos-uint64(phys-blk), blk, bs, ahead)
 	if err != nil {
 		return layout.Header{}, nil, err
 	}
@@ -46,18 +61,12 @@ func (r *FrameReader) Read(pos uint64) (layout.Header, []byte, error) {
 	if h.Pos != pos {
 		return h, nil, fmt.Errorf("%w: frame at position %d says position %d", ErrNotFound, pos, h.Pos)
 	}
-	stride := h.Stride()
-	if inLap := pos % uint64(r.Geo.DataSize); inLap+stride > uint64(r.Geo.DataSize) || stride > uint64(r.Geo.MaxStride()) {
-		return h, nil, fmt.Errorf("%w: frame at position %d is %d bytes, past the end of the area", ErrCorrupt, pos, stride)
-	}
-	if h.Kind == layout.KindPadding {
-		if layout.Checksum(hb, nil) != h.Sum && !testhooks.UncheckedPadding.Load() {
-			return h, nil, fmt.Errorf("%w: padding checksum at position %d", ErrCorrupt, pos)
-		}
-		return h, nil, nil
+	r.lastStride = h.Stride()
+	if err := r.checkHeader(h, hb, pos); err != nil || h.Kind == layout.KindPadding || !withPayload {
+		return h, nil, err
 	}
 	end := phys + int64(h.DataOff) + int64(h.Length)
-	whole, err := r.read(pos-uint64(phys-blk), blk, (end-blk+bs-1)/bs*bs)
+	whole, err := r.read(pos-uint64(phys-blk), blk, (end-blk+bs-1)/bs*bs, true)
 	if err != nil {
 		return h, nil, err
 	}
@@ -71,13 +80,13 @@ func (r *FrameReader) Read(pos uint64) (layout.Header, []byte, error) {
 
 // read returns n bytes at device offset off, whose virtual position is vpos
 // (block-aligned, inside one lap).
-func (r *FrameReader) read(vpos uint64, off, n int64) ([]byte, error) {
+func (r *FrameReader) read(vpos uint64, off, n int64, ahead bool) ([]byte, error) {
 	if vpos >= r.winPos && int64(vpos-r.winPos)+n <= r.winLen {
 		i := int64(vpos - r.winPos)
 		return r.buf[i : i+n], nil
 	}
 	want, keep := n, int64(0)
-	if r.Ahead > 0 && r.Limit > vpos {
+	if ahead && r.Ahead > 0 && r.Limit > vpos {
 		size := uint64(r.Geo.DataSize)
 		end := min(r.Limit, (vpos/size+1)*size) // never past the lap's end
 		keep = int64(end - vpos)
@@ -95,4 +104,19 @@ func (r *FrameReader) read(vpos uint64, off, n int64) ([]byte, error) {
 	}
 	r.winPos, r.winLen = vpos, min(keep, want)
 	return b[:n], nil
+}
+
+// headerAheadMax is the frame size from which Header stops reading ahead.
+const headerAheadMax = 16 << 10
+
+// checkHeader verifies what a header says about itself.
+func (r *FrameReader) checkHeader(h layout.Header, hb []byte, pos uint64) error {
+	stride := h.Stride()
+	if inLap := pos % uint64(r.Geo.DataSize); inLap+stride > uint64(r.Geo.DataSize) || stride > uint64(r.Geo.MaxStride()) {
+		return fmt.Errorf("%w: frame at position %d is %d bytes, past the end of the area", ErrCorrupt, pos, stride)
+	}
+	if h.Kind == layout.KindPadding && layout.Checksum(hb, nil) != h.Sum && !testhooks.UncheckedPadding.Load() {
+		return fmt.Errorf("%w: padding checksum at position %d", ErrCorrupt, pos)
+	}
+	return nil
 }

@@ -16,8 +16,12 @@ const maxStage = 1 << 20
 // earlyFlush is how many unwritten bytes the writer lets pile up while the
 // committer is busy before it writes them anyway: writing during the sync
 // in flight takes the copy into the page cache off the next group's path,
-// while one write per 64 KiB keeps system calls rare.
+// while one write per 64 KiB keeps system calls rare. With O_DIRECT a write
+// waits for the device, so there the writer gathers a whole stage.
 const earlyFlush = 64 << 10
+
+// directDevice is implemented by devices that bypass the page cache.
+type directDevice interface{ Direct() bool }
 
 // Writer frames records into an aligned staging buffer, coalesces neighbours
 // into one large sequential write, and reports each write to the committer.
@@ -49,7 +53,8 @@ type Writer struct {
 	failed          error
 	quit            <-chan struct{}
 	quitting        bool
-	idle            bool // the committer waits for data
+	idle            bool  // the committer waits for data
+	early           int64 // unwritten bytes that trigger a write while the committer is busy
 	completionsSent uint64
 }
 
@@ -60,6 +65,10 @@ func NewWriter(dev device.Device, geo layout.Geometry, epoch uint32, tail uint64
 		In: make(chan Item, 4096), Blocks: make(chan Item, 256), Idle: make(chan struct{}, 1), Out: out,
 		Dev: dev, Geo: geo, Epoch: epoch, Pub: pub, bs: uint64(dev.BlockSize()),
 		buf: device.AlignedBuffer(maxStage + 2*dev.BlockSize()),
+	}
+	w.early = earlyFlush
+	if d, ok := dev.(directDevice); ok && d.Direct() {
+		w.early = maxStage
 	}
 	if err := w.reset(tail); err != nil {
 		return nil, err
@@ -106,7 +115,7 @@ func (w *Writer) Run(quit <-chan struct{}) {
 				break gather
 			}
 		}
-		if (w.idle || w.end-w.from >= earlyFlush) && (w.end > w.from || len(w.waiters) > 0) {
+		if (w.idle || int64(w.end-w.from) >= w.early) && (w.end > w.from || len(w.waiters) > 0) {
 			w.idle = false
 			w.flush(w.end)
 		}

@@ -36,6 +36,9 @@ func (a *applier) apply(ws []write) error {
 		}
 		s := w.off / a.bs * a.bs
 		e := (w.off + int64(len(w.data)) + a.bs - 1) / a.bs * a.bs
+		// The last block of a device whose size is not a block multiple
+		// (possible only without O_DIRECT) ends at the device's end.
+		e = min(e, a.dev.Size())
 		a.spans = append(a.spans, span{s, e})
 	}
 	sort.Slice(a.spans, func(i, j int) bool { return a.spans[i].start < a.spans[j].start })

@@ -93,15 +93,7 @@ func (c *committer) flush() {
 		for {
 			tx, ok := c.pending[c.nextTx]
 			if !ok {
-				for s, p := range c.pending {
-					if p.state.Load() == txQueued {
-						c.nextTx = s
-					}
-				}
-				tx, ok = c.pending[c.nextTx]
-				if !ok {
-					break
-				}
+				break
 			}
 			if tx.state.Load() == txCancelled {
 				delete(c.pending, c.nextTx)
