@@ -68,6 +68,7 @@ func start(dev device.Device, j *wal.Journal, f formatted, cfg Config, t layout.
 	}
 	l.writer = w
 	l.committer.Idle = w.Idle
+	l.committer.Recycle = w.Recycle
 	pressure := make(chan struct{}, 1)
 	l.alloc = stages.NewAllocator(f.geo, l.bs, h.Head, t.Tail, w.In, pressure, &l.pub)
 	var checker stages.Checker

@@ -21,6 +21,7 @@ type Allocator struct {
 
 	head, tail uint64
 	queue      []*Request
+	spare      []*Request // backing array the queue restarts on when empty
 }
 
 // NewAllocator returns an allocator whose log holds [head, tail).
@@ -28,8 +29,9 @@ func NewAllocator(geo layout.Geometry, blockSize int, head, tail uint64, out cha
 	a := &Allocator{
 		In: make(chan *Request, 1024), Freed: make(chan uint64, 16), Poke: make(chan struct{}, 1),
 		Out: out, Pressure: pressure, Geo: geo, BlockSize: uint64(blockSize), Pub: pub,
-		head: head, tail: tail,
+		head: head, tail: tail, spare: make([]*Request, 0, 64),
 	}
+	a.queue = a.spare[:0]
 	pub.Tail.Store(tail)
 	return a
 }
@@ -151,6 +153,10 @@ func (a *Allocator) pad(to uint64, quit <-chan struct{}) bool {
 func (a *Allocator) pop() {
 	a.queue[0] = nil
 	a.queue = a.queue[1:]
+	if len(a.queue) == 0 {
+		clear(a.spare[:cap(a.spare)]) // stale if the queue outgrew it
+		a.queue = a.spare[:0]         // restart on the first backing array
+	}
 }
 
 // nudge asks the collector for a pass, without waiting.

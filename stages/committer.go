@@ -21,6 +21,8 @@ type Committer struct {
 	// Idle, if set, gets a token whenever the committer has nothing to
 	// commit (Writer.Idle).
 	Idle chan<- struct{}
+	// Recycle, if set, takes waiter lists back to the writer.
+	Recycle chan<- []*Waiter
 
 	Journal  *wal.Journal
 	Geo      layout.Geometry
@@ -53,7 +55,7 @@ func (c *Committer) Run(quit <-chan struct{}) {
 	for {
 		select {
 		case x := <-c.In:
-			heap.Push(&c.pending, x)
+			c.push(x)
 		case <-quit:
 			return
 		}
@@ -61,7 +63,7 @@ func (c *Committer) Run(quit <-chan struct{}) {
 		for {
 			select {
 			case x := <-c.In:
-				heap.Push(&c.pending, x)
+				c.push(x)
 			default:
 				break gather
 			}
@@ -70,6 +72,38 @@ func (c *Committer) Run(quit <-chan struct{}) {
 		if len(c.pending) == 0 || c.pending[0].Start > c.durable {
 			c.signalIdle()
 		}
+	}
+}
+
+// push and pop keep the heap with container/heap's Fix, which, unlike Push
+// and Pop, does not box each completion into an interface: no allocation
+// per group.
+func (c *Committer) push(x Completion) {
+	c.pending = append(c.pending, x)
+	heap.Fix(&c.pending, len(c.pending)-1)
+}
+
+func (c *Committer) pop() Completion {
+	x := c.pending[0]
+	n := len(c.pending) - 1
+	c.pending.Swap(0, n)
+	c.pending[n] = Completion{}
+	c.pending = c.pending[:n]
+	if n > 0 {
+		heap.Fix(&c.pending, 0)
+	}
+	return x
+}
+
+// recycle hands a spent waiter list back to the writer for reuse.
+func (c *Committer) recycle(ws []*Waiter) {
+	if c.Recycle == nil || cap(ws) == 0 {
+		return
+	}
+	clear(ws)
+	select {
+	case c.Recycle <- ws[:0]:
+	default:
 	}
 }
 
@@ -99,10 +133,11 @@ func (c *Committer) advance() {
 	records := uint64(0)
 	var werr error
 	for len(c.pending) > 0 && (c.pending[0].Start <= cursor || c.failed != nil) {
-		x := heap.Pop(&c.pending).(Completion)
+		x := c.pop()
 		cursor = max(cursor, x.End)
 		c.group = append(c.group, x.Waiters...)
 		records += uint64(len(x.Waiters))
+		c.recycle(x.Waiters)
 		if x.Err != nil && werr == nil {
 			werr = x.Err
 		}

@@ -38,7 +38,9 @@ type Writer struct {
 	// one per record, and nothing lost since the data could not have been
 	// synced any earlier. Capacity 1.
 	Idle chan struct{}
-	Out  chan<- Completion
+	// Recycle brings spent waiter lists back from the committer.
+	Recycle chan []*Waiter
+	Out     chan<- Completion
 
 	Dev   device.Device
 	Geo   layout.Geometry
@@ -62,7 +64,7 @@ type Writer struct {
 // the block tail falls in, since rewriting it must keep the bytes before tail.
 func NewWriter(dev device.Device, geo layout.Geometry, epoch uint32, tail uint64, out chan<- Completion, pub *Published) (*Writer, error) {
 	w := &Writer{
-		In: make(chan Item, 4096), Blocks: make(chan Item, 256), Idle: make(chan struct{}, 1), Out: out,
+		In: make(chan Item, 4096), Blocks: make(chan Item, 256), Idle: make(chan struct{}, 1), Recycle: make(chan []*Waiter, 64), Out: out,
 		Dev: dev, Geo: geo, Epoch: epoch, Pub: pub, bs: uint64(dev.BlockSize()),
 		buf: device.AlignedBuffer(maxStage + 2*dev.BlockSize()),
 	}
@@ -166,6 +168,12 @@ func (w *Writer) handle(it Item) {
 		layout.SealInline(b, len(p))
 		w.end = it.Pos + it.Span
 		it.Req.Pos = it.Pos
+		if w.waiters == nil {
+			select {
+			case w.waiters = <-w.Recycle:
+			default:
+			}
+		}
 		w.waiters = append(w.waiters, &it.Req.Waiter)
 		return
 	}
