@@ -24,7 +24,7 @@ type FrameReader struct {
 	buf        []byte
 	lastStride uint64 // of the previous frame: Header skips read-ahead after a large one
 	winPos     uint64 // virtual position of buf[0]
-	winLen int64  // bytes of buf that may be served again
+	winLen     int64  // bytes of buf that may be served again
 }
 
 // Read returns the frame at pos and, for a record, its payload, which
