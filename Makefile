@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 60s
 SHORTFUZZ ?= 3s
 BENCHTIME ?= 1s
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: all test vet race fuzz-short fuzz crashtest demo bench bench-micro lint fmt
 
@@ -30,6 +30,13 @@ fuzz:
 ## demo: the quickstart on a temporary file
 demo:
 	$(GO) run ./examples/quickstart
+
+## bench: ringlog next to tidwall/wal, rosedblabs/wal, raft-wal and the raw file,
+## interleaved (bench/ is its own module); writes bench/results/. BENCHFLAGS
+## passes flags, e.g. BENCHFLAGS="-duration 3s -rounds 5".
+BENCHFLAGS ?=
+bench:
+	cd bench && $(GO) run . -out results $(BENCHFLAGS)
 
 ## bench-micro: go test benchmarks of device, wal and pipeline in one run
 bench-micro:
