@@ -61,7 +61,13 @@ func start(dev device.Device, j *wal.Journal, f formatted, cfg Config, t layout.
 	}
 	l.readers.New = func() any { return &stages.FrameReader{Dev: dev, Geo: f.geo} }
 	l.committer = stages.NewCommitter(j, f.geo, f.id, t.Epoch, t.Gen, t.Tail, &l.pub)
-	l.committer.OnFail = func(err error) { l.failed.Store(&err) }
+	l.committer.OnFail = func(err error) {
+		l.failed.Store(&err)
+		select {
+		case l.alloc.Poke <- struct{}{}: // fail the requests parked for space
+		default:
+		}
+	}
 	w, err := stages.NewWriter(dev, f.geo, t.Epoch, t.Tail, l.committer.In, &l.pub)
 	if err != nil {
 		return nil, err
@@ -71,6 +77,12 @@ func start(dev device.Device, j *wal.Journal, f formatted, cfg Config, t layout.
 	l.committer.Recycle = w.Recycle
 	pressure := make(chan struct{}, 1)
 	l.alloc = stages.NewAllocator(f.geo, l.bs, h.Head, t.Tail, w.In, pressure, &l.pub)
+	l.alloc.Failed = func() error {
+		if p := l.failed.Load(); p != nil {
+			return *p
+		}
+		return nil
+	}
 	var checker stages.Checker
 	if cfg.Checker != nil {
 		checker = checkerFunc{cfg.Checker}

@@ -1,6 +1,8 @@
 package stages
 
 import (
+	"fmt"
+
 	"github.com/ringlog/ringlog/internal/layout"
 )
 
@@ -18,6 +20,10 @@ type Allocator struct {
 	Geo       layout.Geometry
 	BlockSize uint64 // alignment of reservations
 	Pub       *Published
+	// Failed, if set, reports the error that failed the log; queued
+	// requests then end with it instead of waiting for space that a
+	// failed journal will never free. Poke after it starts failing.
+	Failed func() error
 
 	head, tail uint64
 	queue      []*Request
@@ -78,6 +84,18 @@ func (a *Allocator) closeAll() {
 // It reports false if quit closed while it was sending.
 func (a *Allocator) place(quit <-chan struct{}) bool {
 	size := uint64(a.Geo.DataSize)
+	if a.Failed != nil && len(a.queue) > 0 {
+		if err := a.Failed(); err != nil {
+			for _, r := range a.queue {
+				if r.State.CompareAndSwap(Waiting, Cancelled) {
+					r.Finish(0, fmt.Errorf("%w: %w", ErrFailed, err))
+				}
+			}
+			clear(a.queue)
+			a.queue = a.queue[:0]
+			return true
+		}
+	}
 	for len(a.queue) > 0 {
 		r := a.queue[0]
 		if r.State.Load() == Cancelled {
