@@ -27,6 +27,13 @@ type Position uint64
 // reclaimed. It is called from the collector's goroutine, oldest record
 // first; once it says true for a record, that record may disappear at any
 // time. An error stops the pass (Collect returns it).
+//
+// The collector may ask about a record as soon as it is durable, which can
+// be before its Append returns: a checker must call a record it does not
+// know yet live. The collector stops at the first live record, so one
+// long-lived record at the head holds back all reclaiming behind it; an
+// application that keeps some records for ever copies them forward (as
+// examples/kvstore does) so that their old copies become garbage.
 type GarbageChecker interface {
 	IsGarbage(pos Position, payload []byte) (bool, error)
 }
