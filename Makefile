@@ -3,14 +3,18 @@ GO        ?= go
 FUZZTIME  ?= 60s
 SHORTFUZZ ?= 3s
 BENCHTIME ?= 1s
+CRASHSEED   ?= 1
+CRASHSTATES ?= 1000000
+SHORTCRASH  ?= 20000
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all test vet race fuzz-short fuzz crashtest demo bench bench-micro lint fmt
+.PHONY: all test vet race crashtest-short fuzz-short fuzz crashtest demo bench bench-micro lint fmt
 
 all: test
 
-## test: vet, race-enabled tests, and a short fuzz/property pass (what CI runs)
-test: vet race fuzz-short
+## test: vet, race-enabled tests, a short crash exploration and a short
+## fuzz/property pass (what CI runs)
+test: vet race crashtest-short fuzz-short
 
 vet:
 	$(GO) vet ./...
@@ -18,6 +22,16 @@ vet:
 
 race:
 	$(GO) test -race -count=1 ./...
+
+## crashtest: deterministic crash-state exploration (seeded histories, power
+## cuts, crash images, recovery checked against every invariant); prints
+## "crash states explored: N, violations: 0" and fails on any violation
+crashtest:
+	@$(GO) run ./fuzz/cmd/crashtest -states $(CRASHSTATES) -seed $(CRASHSEED)
+
+## crashtest-short: the same, SHORTCRASH states, without the race detector
+crashtest-short:
+	@$(GO) run ./fuzz/cmd/crashtest -states $(SHORTCRASH) -seed $(CRASHSEED)
 
 ## fuzz-short: every native fuzz target for SHORTFUZZ each
 fuzz-short:

@@ -105,7 +105,10 @@ func readState(dev device.Device, f formatted) (layout.Tail, layout.Head, error)
 	switch {
 	case !okT || !okH:
 		return tail, head, fmt.Errorf("%w: no valid copy of the %s record", ErrCorrupt, map[bool]string{true: "head", false: "tail"}[okT])
-	case tail.Synced > tail.Tail || head.Head > tail.Tail || tail.Tail-head.Head > uint64(f.geo.DataSize):
+	case tail.Synced > tail.Tail || head.Head > tail.Tail || tail.Tail-head.Head > uint64(f.geo.DataSize) ||
+		// Every frame starts on a header boundary; a position anywhere
+		// else was never written by a log.
+		(tail.Tail|tail.Synced|head.Head)%layout.HeaderLen != 0:
 		return tail, head, fmt.Errorf("%w: inconsistent state: head %d, synced %d, tail %d", ErrCorrupt, head.Head, tail.Synced, tail.Tail)
 	}
 	return tail, head, nil

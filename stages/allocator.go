@@ -131,12 +131,15 @@ func (a *Allocator) place(quit <-chan struct{}) bool {
 		if r.Kind == KindReserve {
 			kind = ItemHole
 		}
+		// Publish the tail before the writer can see the item: once it has
+		// it, the record may be durable, and its caller back, before this
+		// goroutine runs again; Stats must never show Durable > Tail.
+		a.Pub.Tail.Store(pos + stride)
 		if !send(a.Out, Item{Kind: kind, Pos: pos, Span: stride, Req: r}, quit) {
 			r.Finish(0, ErrClosed)
 			return false
 		}
 		a.tail = pos + stride
-		a.Pub.Tail.Store(a.tail)
 		a.pop()
 		if a.tail-a.head > size/4*3 {
 			// Wake the collector before anyone has to wait for space.

@@ -46,6 +46,10 @@ type Collector struct {
 	FormatID uint64
 	Interval time.Duration
 	Pub      *Published
+	// OnFail, if set, is called from the collector's goroutine when a head
+	// commit fails: the journal then refuses every later transaction, so
+	// no space will ever be freed and the log must stop taking writes.
+	OnFail func(error)
 
 	gen  uint64 // generation of the last head record
 	head uint64
@@ -152,6 +156,9 @@ func (c *Collector) advance(head uint64, collected *uint64) error {
 		return nil
 	}
 	if err := c.commitHead(head); err != nil {
+		if c.OnFail != nil {
+			c.OnFail(err)
+		}
 		return err
 	}
 	c.head = head

@@ -146,6 +146,7 @@ func (c *Committer) advance() {
 		c.fail(werr)
 	}
 	if c.failed != nil {
+		c.takeRest()
 		for _, w := range c.group {
 			w.Finish(w.Pos, fmt.Errorf("%w: %w", ErrFailed, c.failed))
 		}
@@ -159,6 +160,7 @@ func (c *Committer) advance() {
 	}
 	if err := c.commitTail(cursor); err != nil {
 		c.fail(err)
+		c.takeRest()
 		for _, w := range c.group {
 			w.Finish(w.Pos, fmt.Errorf("%w: %w", ErrFailed, err))
 		}
@@ -171,6 +173,17 @@ func (c *Committer) advance() {
 	c.Pub.Groups.Add(1)
 	for _, w := range c.group {
 		w.Finish(w.Pos, nil)
+	}
+}
+
+// takeRest moves every completion still pending, contiguous or not, into
+// the group: once the log has failed none can become durable, and their
+// callers must not wait for the gaps before them to be filled.
+func (c *Committer) takeRest() {
+	for len(c.pending) > 0 {
+		x := c.pop()
+		c.group = append(c.group, x.Waiters...)
+		c.recycle(x.Waiters)
 	}
 }
 

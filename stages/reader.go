@@ -44,6 +44,11 @@ func (r *FrameReader) Header(pos uint64) (layout.Header, error) {
 }
 
 func (r *FrameReader) frame(pos uint64, withPayload bool) (layout.Header, []byte, error) {
+	if pos%layout.HeaderLen != 0 {
+		// Every frame starts on a header boundary; anywhere else a header
+		// could also run past the block read below.
+		return layout.Header{}, nil, fmt.Errorf("%w: position %d is not on a frame boundary", ErrNotFound, pos)
+	}
 	bs := int64(r.Dev.BlockSize())
 	phys := r.Geo.Phys(pos)
 	blk := phys / bs * bs

@@ -3,6 +3,7 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/ringlog/ringlog/device"
 )
@@ -57,14 +58,28 @@ func (c *committer) run() {
 			return
 		}
 		// Everything already queued joins this group: that is the whole of
-		// group commit, with no timer.
-	drain:
-		for {
-			select {
-			case tx := <-c.j.submit:
-				c.add(tx)
-			default:
-				break drain
+		// group commit, with no timer. Callers released with the last group
+		// have been woken but may not have run yet: yield to them, and go
+		// on yielding while that brings in more (up to a channel's worth),
+		// so that they join this group instead of waiting a whole sync for
+		// the next one.
+		for gathered := 1; ; {
+		drain:
+			for {
+				select {
+				case tx := <-c.j.submit:
+					c.add(tx)
+					gathered++
+				default:
+					break drain
+				}
+			}
+			if gathered >= cap(c.j.submit) {
+				break
+			}
+			runtime.Gosched()
+			if len(c.j.submit) == 0 {
+				break
 			}
 		}
 		c.flush()

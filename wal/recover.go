@@ -92,6 +92,17 @@ func recoverJournal(dev device.Device, offset, size int64) (recovered, error) {
 	if err := dev.Sync(); err != nil {
 		return st, fmt.Errorf("wal: replay sync: %w", err)
 	}
+	// The new generation must start past every batch still in the area:
+	// otherwise, once its batches reach a stale one whose sequence happens
+	// to come next, a later replay applies that stale batch too. Replay can
+	// stop short of higher sequences: a checkpoint whose header was lost
+	// but whose first batch landed leaves that batch at the area's start,
+	// ahead of the current generation's batches behind it.
+	if top, err := highestSeq(dev, areaStart, pos, area); err != nil {
+		return st, err
+	} else if top >= seq {
+		seq = top + 1
+	}
 	// Start an empty generation in the other slot; the current copy stays
 	// valid until the new one is durable, so a crash here replays again.
 	next := header{gen: best.gen + 1, startSeq: seq, area: uint64(area)}
@@ -107,4 +118,26 @@ func recoverJournal(dev device.Device, offset, size int64) (recovered, error) {
 	}
 	st.gen, st.curSlot, st.startSeq, st.syncs = next.gen, other, seq, 2
 	return st, nil
+}
+
+// highestSeq returns the highest sequence of any batch header in the area
+// from pos (rounded down to a block) on, or 0 if there is none. Batch
+// headers start on a sector.
+func highestSeq(dev device.Device, areaStart, pos, area int64) (uint64, error) {
+	bs := int64(dev.BlockSize())
+	from := pos / bs * bs
+	if from >= area {
+		return 0, nil
+	}
+	buf := device.AlignedBuffer(int(area - from))
+	if _, err := dev.ReadAt(buf, areaStart+from); err != nil {
+		return 0, fmt.Errorf("wal: replay: %w", err)
+	}
+	var top uint64
+	for off := 0; off+batchHeaderLen <= len(buf); off += device.SectorSize {
+		if bh, ok := decodeBatchHeader(buf[off:]); ok {
+			top = max(top, bh.seq)
+		}
+	}
+	return top, nil
 }

@@ -1,0 +1,172 @@
+package fuzz
+
+import (
+	"sync"
+
+	"github.com/ringlog/ringlog/device"
+	"github.com/ringlog/ringlog/internal/layout"
+)
+
+// wkind classifies a device write, so that an exploration can say what the
+// crash images it checked were made of.
+type wkind uint8
+
+const (
+	wSuper wkind = 1 << iota
+	wJournalHeader
+	wJournalBatch
+	wState
+	wData
+	wPadding // a data write holding a padding marker
+	wHome    // a journal test's home region
+)
+
+// recDev forwards to a device and remembers the kinds of the writes since
+// the last sync that succeeded.
+type recDev struct {
+	device.Device
+	geo     layout.Geometry // zero for a bare journal
+	journal int64           // bare journal: its size
+	mu      sync.Mutex
+	pending []wkind
+}
+
+func (d *recDev) WriteAt(p []byte, off int64) (int, error) {
+	n, err := d.Device.WriteAt(p, off)
+	if err == nil {
+		k := d.classify(p, off)
+		d.mu.Lock()
+		d.pending = append(d.pending, k)
+		d.mu.Unlock()
+	}
+	return n, err
+}
+
+func (d *recDev) Sync() error {
+	err := d.Device.Sync()
+	if err == nil {
+		d.mu.Lock()
+		d.pending = d.pending[:0]
+		d.mu.Unlock()
+	}
+	return err
+}
+
+// writes returns the kinds of the unsynced writes, in issue order.
+func (d *recDev) writes() []wkind {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]wkind(nil), d.pending...)
+}
+
+func (d *recDev) classify(p []byte, off int64) wkind {
+	if d.journal > 0 {
+		switch {
+		case off < 2*4096:
+			return wJournalHeader
+		case off < d.journal:
+			return wJournalBatch
+		}
+		return wHome
+	}
+	g := d.geo
+	switch {
+	case off < g.JournalOff:
+		return wSuper
+	case off < g.JournalOff+2*4096:
+		return wJournalHeader
+	case off < g.StateOff:
+		return wJournalBatch
+	case off < g.DataOff:
+		return wState
+	}
+	k := wData
+	start := (off - g.DataOff + layout.HeaderLen - 1) / layout.HeaderLen * layout.HeaderLen
+	for i := start + g.DataOff - off; i+layout.HeaderLen <= int64(len(p)); i += layout.HeaderLen {
+		if h, ok := layout.DecodeHeader(p[i:]); ok && h.Kind == layout.KindPadding &&
+			int64(h.Pos%uint64(g.DataSize)) == off+i-g.DataOff {
+			k |= wPadding
+			break
+		}
+	}
+	return k
+}
+
+// Coverage counts crash states by what the power cut interrupted.
+type Coverage struct {
+	GroupCommit   int64 // data and the journal batch with its tail both unsynced
+	JournalOnly   int64 // the batch kept, the data it covers dropped or torn
+	Checkpoint    int64 // a new journal header generation unsynced
+	HomeWrites    int64 // journal home writes (state blocks) unsynced
+	Padding       int64 // a write holding a padding marker unsynced
+	PaddingLost   int64 // ... and dropped or torn in the image
+	Torn          int64 // some write torn in the image
+	InRecovery    int64 // the power cut inside a recovery
+	Reboots       int64 // crashes in the middle of a history, recovered and continued
+	NothingUnsync int64 // nothing was in flight
+	Parked        int64 // requests that waited for the collector to free space (all runs)
+}
+
+// count classifies one image: the unsynced writes and their outcomes.
+func (c *Coverage) count(ws []wkind, choice []int) {
+	if len(ws) != len(choice) {
+		return // the recorder and the device disagree (a race at a sync): skip
+	}
+	var all wkind
+	var data, batch, pad, padLost, torn bool
+	keptBatch, lostData := false, false
+	for i, k := range ws {
+		all |= k
+		switch {
+		case k&wData != 0:
+			data = true
+			lostData = lostData || choice[i] != 1
+			if k&wPadding != 0 {
+				pad = true
+				padLost = padLost || choice[i] != 1
+			}
+		case k == wJournalBatch:
+			batch = true
+			keptBatch = keptBatch || choice[i] == 1
+		}
+		torn = torn || choice[i] >= 2
+	}
+	if len(ws) == 0 {
+		c.NothingUnsync++
+	}
+	if data && batch {
+		c.GroupCommit++
+		if keptBatch && lostData {
+			c.JournalOnly++
+		}
+	}
+	if all&wJournalHeader != 0 {
+		c.Checkpoint++
+	}
+	if all&(wState|wHome) != 0 {
+		c.HomeWrites++
+	}
+	if pad {
+		c.Padding++
+	}
+	if padLost {
+		c.PaddingLost++
+	}
+	if torn {
+		c.Torn++
+	}
+}
+
+func (c *Coverage) add(o Coverage) {
+	c.GroupCommit += o.GroupCommit
+	c.JournalOnly += o.JournalOnly
+	c.Checkpoint += o.Checkpoint
+	c.HomeWrites += o.HomeWrites
+	c.Padding += o.Padding
+	c.PaddingLost += o.PaddingLost
+	c.Torn += o.Torn
+	c.InRecovery += o.InRecovery
+	c.Reboots += o.Reboots
+	c.NothingUnsync += o.NothingUnsync
+	c.Parked += o.Parked
+}

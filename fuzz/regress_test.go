@@ -1,0 +1,130 @@
+package fuzz
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"github.com/ringlog/ringlog/internal/layout"
+	"github.com/ringlog/ringlog/pipeline"
+	"testing"
+
+	"github.com/ringlog/ringlog/device"
+	"github.com/ringlog/ringlog/wal"
+)
+
+// TestRegressJournalSequenceAfterLostCheckpointHeader is the first bug the
+// checker found (seed corpus: FuzzCrashRecovery/regress-wal-stale-batch-
+// replayed). A crash in a checkpoint can keep the new generation's first
+// batch, at the area's start, and lose the header that announces it. Replay
+// then stops at once (the batch's sequence is not the old header's), which
+// is right: the checkpoint had synced every home write. But recovery used
+// to start the new generation at the old header's sequence, so its second
+// batch was followed by a stale batch of the old generation carrying exactly
+// the next sequence; the next recovery replayed the old generation's
+// batches over newer, acknowledged writes.
+func TestRegressJournalSequenceAfterLostCheckpointHeader(t *testing.T) {
+	const home = wal.MinSize
+	ctx := context.Background()
+	stamp := func(i uint64) []byte { return binary.LittleEndian.AppendUint64(nil, i) }
+	dev := device.NewCrash(64 << 10)
+	if err := wal.Format(dev, 0, wal.MinSize); err != nil {
+		t.Fatal(err)
+	}
+	j, err := wal.Open(dev, 0, wal.MinSize, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func(j *wal.Journal, i uint64) error {
+		tx := j.Begin()
+		tx.Write(home, stamp(i))
+		return j.Commit(ctx, tx)
+	}
+	// Fill the area with one-sector batches; the next commit checkpoints.
+	for i := uint64(1); i <= (wal.MinSize-2*4096)/device.SectorSize; i++ {
+		if err := commit(j, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := j.Stats().Checkpoints; n != 1 {
+		t.Fatalf("%d checkpoints (Open's included) before the area was full", n)
+	}
+	// The checkpoint: sync, header write, batch write, sync. Cut before the
+	// last sync and keep the batch but not the header.
+	dev.CutAfter(3)
+	if err := commit(j, 1000); err == nil {
+		t.Fatal("commit succeeded after the power cut")
+	}
+	j.Close()
+	if c := dev.Choices(); len(c) != 2 {
+		t.Fatalf("unsynced writes at the cut: %v, want the header and the batch", c)
+	}
+	dev2 := device.NewCrashFrom(dev.ImageFor([]int{0, 1}))
+	j2, err := wal.Open(dev2, 0, wal.MinSize, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(2000); i < 2003; i++ {
+		if err := commit(j2, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j2.Close()
+	dev3 := device.NewCrashFrom(dev2.ImageFor(allLanded(dev2.Choices())))
+	j3, err := wal.Open(dev3, 0, wal.MinSize, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j3.Close()
+	got := make([]byte, 8)
+	if _, err := dev3.ReadAt(got, home); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, stamp(2002)) {
+		t.Fatalf("after recovery the home block holds %d; the last acknowledged commit wrote 2002", binary.LittleEndian.Uint64(got))
+	}
+}
+
+// TestRegressStateOffFrameBoundary is the second (seed corpus:
+// FuzzOpenCorrupt/regress-state-synced-off-frame-boundary): a tail record
+// with a valid checksum whose synced position is not on a frame boundary
+// (a foreign or buggy writer's) was accepted; recovery could verify
+// nothing from there, so the tail became that position, the next Append
+// was written where no reader would look for a frame, and its record was
+// lost once acknowledged. Open now says ErrCorrupt.
+func TestRegressStateOffFrameBoundary(t *testing.T) {
+	p := Params{DevSize: 192 << 10, JournalSize: wal.MinSize, BlockSize: 512}
+	img, err := formatImage(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := device.NewCrashFrom(img)
+	l, err := pipeline.Open(dev, p.config(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := l.Append(context.Background(), makePayload(uint64(i+1), 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	b := dev.ImageFor(allLanded(dev.Choices()))
+	g := layout.NewGeometry(0, p.DevSize, p.JournalSize)
+	clear(b[g.JournalOff+2*4096 : g.StateOff]) // no batch to replay
+	for i := range 2 {
+		slot := b[g.TailSlot(i):]
+		tail, ok := layout.DecodeTail(slot)
+		if !ok || tail.Synced == tail.Tail {
+			t.Fatalf("tail copy %d: %+v, %v", i, tail, ok)
+		}
+		tail.Synced += 8
+		tail.Encode(slot)
+	}
+	if l, err := pipeline.Open(device.NewCrashFrom(b), p.config(nil)); !errors.Is(err, pipeline.ErrCorrupt) {
+		if err == nil {
+			l.Close()
+		}
+		t.Fatalf("Open of a state whose synced position is off a frame boundary: %v, want ErrCorrupt", err)
+	}
+}
