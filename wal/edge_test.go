@@ -203,7 +203,7 @@ func TestHeaderCopyFallback(t *testing.T) {
 			mustCommit(t, j, w(MinSize, stamp(77)))
 			j.Close()
 			// Open wrote a fresh generation over the corrupt copy.
-			j = mustOpen(t, dev, 0, MinSize)
+			mustOpen(t, dev, 0, MinSize)
 			wantAt(t, dev, MinSize, stamp(77))
 		})
 	}

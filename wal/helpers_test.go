@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"fmt"
 	"testing"
 
 	"github.com/ringlog/ringlog/device"
@@ -74,9 +73,3 @@ func mustCommit(t testing.TB, j *Journal, ws ...write) {
 
 func w(off int64, data []byte) write { return write{off: off, data: data} }
 
-func errString(err error) string {
-	if err == nil {
-		return "<nil>"
-	}
-	return fmt.Sprintf("%q", err.Error())
-}

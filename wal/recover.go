@@ -2,6 +2,7 @@ package wal
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/ringlog/ringlog/device"
 	"github.com/ringlog/ringlog/internal/testhooks"
@@ -135,7 +136,14 @@ func highestSeq(dev device.Device, areaStart, pos, area int64) (uint64, error) {
 	}
 	var top uint64
 	for off := 0; off+batchHeaderLen <= len(buf); off += device.SectorSize {
-		if bh, ok := decodeBatchHeader(buf[off:]); ok {
+		bh, ok := decodeBatchHeader(buf[off:])
+		// Count only whole, intact batches, so that bytes which merely look
+		// like a header (inside a payload) cannot push the sequence around,
+		// and never a sequence that has no successor.
+		if !ok || bh.seq == math.MaxUint64 || int64(batchHeaderLen)+int64(bh.payload) > int64(len(buf)-off) {
+			continue
+		}
+		if batchChecksumOK(buf[off:], buf[off+batchHeaderLen:off+batchHeaderLen+int(bh.payload)]) {
 			top = max(top, bh.seq)
 		}
 	}
