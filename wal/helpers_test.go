@@ -72,4 +72,3 @@ func mustCommit(t testing.TB, j *Journal, ws ...write) {
 }
 
 func w(off int64, data []byte) write { return write{off: off, data: data} }
-
