@@ -54,6 +54,7 @@ type Collector struct {
 	gen  uint64 // generation of the last head record
 	head uint64
 	buf  [layout.StateLen]byte
+	tx   *wal.Tx // reused for every head record
 	quit <-chan struct{}
 }
 
@@ -172,7 +173,8 @@ func (c *Collector) advance(head uint64, collected *uint64) error {
 func (c *Collector) commitHead(head uint64) error {
 	h := layout.Head{Gen: c.gen + 1, FormatID: c.FormatID, Head: head}
 	h.Encode(c.buf[:])
-	tx := c.Journal.Begin()
+	tx := c.Journal.BeginWith(c.tx)
+	c.tx = tx
 	tx.Write(c.Reader.Geo.HeadSlot(0), c.buf[:])
 	tx.Write(c.Reader.Geo.HeadSlot(1), c.buf[:])
 	if err := c.Journal.Commit(context.Background(), tx); err != nil {

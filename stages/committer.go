@@ -39,6 +39,7 @@ type Committer struct {
 	group   []*Waiter
 	failed  error
 	buf     [layout.StateLen]byte
+	tx      *wal.Tx // reused for every tail record
 }
 
 // NewCommitter returns a committer whose durable tail is tail, the last
@@ -191,7 +192,8 @@ func (c *Committer) takeRest() {
 func (c *Committer) commitTail(tail uint64) error {
 	t := layout.Tail{Gen: c.gen + 1, FormatID: c.FormatID, Tail: tail, Synced: c.durable, Epoch: c.Epoch}
 	t.Encode(c.buf[:])
-	tx := c.Journal.Begin()
+	tx := c.Journal.BeginWith(c.tx)
+	c.tx = tx
 	tx.Write(c.Geo.TailSlot(0), c.buf[:])
 	tx.Write(c.Geo.TailSlot(1), c.buf[:])
 	if err := c.Journal.Commit(context.Background(), tx); err != nil {

@@ -96,7 +96,7 @@ func (c *committer) add(tx *Tx) {
 
 func (c *committer) finish(tx *Tx, err error) {
 	tx.result = err
-	close(tx.done)
+	tx.done <- struct{}{} // capacity 1, sent once: the Tx can be reused
 }
 
 // flush writes every transaction that is ready in Begin order, in groups
@@ -281,19 +281,25 @@ func (c *committer) shutdown() {
 // IsFailed reports whether err says the journal failed.
 func IsFailed(err error) bool { return errors.Is(err, ErrFailed) }
 
-// deferWrite queues w for the next applyDeferred, dropping queued writes it
-// entirely covers: applying those first would change nothing.
+// deferWrite queues a copy of w (its Tx may be reused) for the next
+// applyDeferred, dropping queued writes it entirely covers: applying those
+// first would change nothing. A dropped write's buffer holds the copy when
+// it is large enough, so rewriting the same home block allocates nothing.
 func (c *committer) deferWrite(w write) {
 	end := w.off + int64(len(w.data))
 	kept := c.deferred[:0]
+	var spare []byte
 	for _, d := range c.deferred {
 		if d.off >= w.off && d.off+int64(len(d.data)) <= end {
+			if cap(d.data) >= len(w.data) {
+				spare = d.data[:0]
+			}
 			continue
 		}
 		kept = append(kept, d)
 	}
 	clear(c.deferred[len(kept):])
-	c.deferred = append(kept, w)
+	c.deferred = append(kept, write{off: w.off, data: append(spare, w.data...)})
 }
 
 // applyDeferred writes the deferred home writes, in commit order.

@@ -82,9 +82,29 @@ func Open(dev device.Device, offset, size int64, opts Options) (*Journal, error)
 func (j *Journal) Begin() *Tx {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	t := &Tx{j: j, seq: j.nextTx, done: make(chan struct{})}
+	t := &Tx{j: j, seq: j.nextTx, done: make(chan struct{}, 1)}
 	j.nextTx++
 	return t
+}
+
+// BeginWith starts a new transaction in tx, a transaction of this journal
+// whose Commit has returned its outcome and that the caller holds no other
+// reference to. It reuses tx's memory, so a caller that commits in a loop
+// allocates nothing per transaction. Any other tx (nil, discarded, abandoned
+// by a cancelled Commit, or of another journal) gets a fresh Begin.
+func (j *Journal) BeginWith(tx *Tx) *Tx {
+	if tx == nil || tx.j != j || tx.state.Load() != txTaken || len(tx.done) != 0 {
+		return j.Begin()
+	}
+	clear(tx.writes)
+	tx.writes, tx.arena = tx.writes[:0], tx.arena[:0]
+	tx.size, tx.err, tx.result = 0, nil, nil
+	tx.state.Store(txOpen)
+	j.mu.Lock()
+	tx.seq = j.nextTx
+	j.nextTx++
+	j.mu.Unlock()
+	return tx
 }
 
 // Commit makes tx durable and applies it, returning when both are done. If
@@ -113,7 +133,7 @@ func (j *Journal) Commit(ctx context.Context, tx *Tx) error {
 		return tx.result
 	case <-j.done:
 		// The goroutine finishes every transaction it took before it
-		// exits, so tx.done is closed by now unless tx was never taken.
+		// exits, so tx.done is signalled by now unless tx was never taken.
 		select {
 		case <-tx.done:
 			return tx.result

@@ -13,11 +13,13 @@ const (
 )
 
 // Tx is a set of writes that a Journal applies atomically. A Tx is used by
-// one goroutine until it is passed to Commit or Discard.
+// one goroutine until it is passed to Commit or Discard; after that only
+// BeginWith may use it again.
 type Tx struct {
 	j      *Journal
 	seq    uint64
 	writes []write
+	arena  []byte // the bytes of writes, reused by BeginWith
 	size   int
 	err    error // first bad Write, reported by Commit
 	state  atomic.Int32
@@ -41,7 +43,9 @@ func (t *Tx) Write(off int64, p []byte) {
 		t.err = fmt.Errorf("%w: [%d, %d) overlaps the journal [%d, %d)", ErrBadWrite, off, end, t.j.offset, t.j.offset+t.j.size)
 		return
 	}
-	t.writes = append(t.writes, write{off: off, data: append([]byte(nil), p...)})
+	start := len(t.arena)
+	t.arena = append(t.arena, p...)
+	t.writes = append(t.writes, write{off: off, data: t.arena[start:len(t.arena):len(t.arena)]})
 	t.size += len(p)
 }
 
