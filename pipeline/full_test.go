@@ -190,7 +190,7 @@ func TestParkedAppendResumesOnCollect(t *testing.T) {
 func TestCancelledParkedAppendLeavesNoTrace(t *testing.T) {
 	c := newSetChecker()
 	_, _, l := smallLog(t, c)
-	ps, bs, err := fill(t, l, 2000, 1)
+	ps, _, err := fill(t, l, 2000, 1)
 	if !errors.Is(err, pipeline.ErrNoSpace) {
 		t.Fatalf("fill: %v", err)
 	}
@@ -218,7 +218,6 @@ func TestCancelledParkedAppendLeavesNoTrace(t *testing.T) {
 	if len(gotPs) != 1 || gotPs[0] != pos || !bytes.Equal(gotBs[0], p) {
 		t.Fatalf("scan after collect: %v", gotPs)
 	}
-	_ = bs
 }
 
 func TestTooLarge(t *testing.T) {
@@ -543,5 +542,68 @@ func TestDamagedPaddingDetected(t *testing.T) {
 	}
 	if _, err := l.Read(b); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCommitContextEnds: a Commit whose context ends before the record is
+// durable returns the context's error, and the record still becomes durable
+// once the reservations before it are done.
+func TestCommitContextEnds(t *testing.T) {
+	dev, _, l := smallLog(t, nil)
+	r1, err := l.Reserve(guardCtx(t), 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := l.Reserve(guardCtx(t), 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, p2 := idPayload(1, 300), idPayload(2, 200)
+	dev.WriteAt(p1, r1.Offset())
+	dev.WriteAt(p2, r2.Offset())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := r2.Commit(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Commit waiting behind an uncommitted reservation, ctx ended: %v, want Canceled", err)
+	}
+	if err := r2.Commit(guardCtx(t)); !errors.Is(err, pipeline.ErrReservationDone) {
+		t.Fatalf("second Commit: %v, want ErrReservationDone", err)
+	}
+	if _, err := l.Read(r2.Position()); !errors.Is(err, pipeline.ErrNotFound) {
+		t.Fatalf("Read of a record not yet durable: %v, want ErrNotFound", err)
+	}
+	if err := r1.Commit(guardCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	// r1's group includes r2: once r1 is durable, so is r2.
+	for i, r := range []*pipeline.Reservation{r1, r2} {
+		got, err := l.Read(r.Position())
+		if err != nil || !bytes.Equal(got, [][]byte{p1, p2}[i]) {
+			t.Fatalf("Read of reservation %d: %v", i+1, err)
+		}
+	}
+	if s := checkStats(t, l); s.Durable != s.Tail {
+		t.Fatalf("durable %d, tail %d", s.Durable, s.Tail)
+	}
+}
+
+func TestScanStopsOnCallbackError(t *testing.T) {
+	_, _, l := smallLog(t, nil)
+	for i := range 10 {
+		if _, err := l.Append(guardCtx(t), idPayload(uint64(i), 50)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := errors.New("stop")
+	n := 0
+	err := l.Scan(func(pipeline.Position, []byte) error {
+		n++
+		if n == 4 {
+			return stop
+		}
+		return nil
+	})
+	if err != stop || n != 4 {
+		t.Fatalf("Scan returned %v after %d calls, want the callback's error after 4", err, n)
 	}
 }

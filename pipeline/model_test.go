@@ -51,6 +51,8 @@ type logModel struct {
 	tail      uint64
 	collected map[uint64][]byte // records below the head
 
+	cov *modelCoverage
+
 	mu      sync.Mutex // the checker runs on the collector's goroutine
 	garbage map[uint64]bool
 	calls   []checkerCall
@@ -160,6 +162,7 @@ func (m *logModel) expectNoSpace(t *rapid.T, what string, op func(ctx context.Co
 	if !errors.Is(err, pipeline.ErrNoSpace) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("%s on a full log: %v, want ErrNoSpace and Canceled", what, err)
 	}
+	m.cov.add(func(c *modelCoverage) { c.noSpace++ })
 }
 
 // room says whether a request fits now (with the head the model knows) or
@@ -335,6 +338,7 @@ func (m *logModel) Batch(t *rapid.T) {
 		}
 		o.pos = uint64(r.pos)
 	}
+	m.cov.add(func(c *modelCoverage) { c.batches++ })
 	sort.Slice(ops, func(i, j int) bool { return ops[i].pos < ops[j].pos })
 	for _, o := range ops {
 		m.add(t, o.pos, o.reserve, o.data, o.discard)
@@ -434,6 +438,26 @@ func (m *logModel) Churn(t *rapid.T) {
 	}
 }
 
+// Fill appends until the log is full of live records, then checks that an
+// Append and a Reserve that do not fit park and end with ErrNoSpace.
+func (m *logModel) Fill(t *rapid.T) {
+	n := rapid.IntRange(500, 3000).Draw(t, "fill size")
+	for i := 0; m.room(false, n); i++ {
+		m.doAppend(t, randBytes(n, m.tail))
+	}
+	m.doAppend(t, randBytes(n, m.tail)) // does not fit: ErrNoSpace
+	if r := rapid.IntRange(1, 3000).Draw(t, "fill reserve"); !m.room(true, r) {
+		m.expectNoSpace(t, "Reserve", func(ctx context.Context) error {
+			res, err := m.l.Reserve(ctx, r)
+			if err == nil {
+				res.Discard(context.Background())
+				return fmt.Errorf("reserved at %d", res.Position())
+			}
+			return err
+		})
+	}
+}
+
 func (m *logModel) Reopen(t *rapid.T) {
 	before := m.l.Stats()
 	if err := m.l.Close(); err != nil {
@@ -451,6 +475,7 @@ func (m *logModel) Reopen(t *rapid.T) {
 	}
 	m.l = l
 	m.epoch++
+	m.cov.add(func(c *modelCoverage) { c.reopened++ })
 	s := m.l.Stats()
 	// A pass the allocator asked for (the log is over 3/4 full) may run
 	// between Stats and Close: the head may move as far as a pass can.
@@ -492,7 +517,27 @@ func (m *logModel) Check(t *rapid.T) {
 	}
 }
 
+// modelCoverage counts, over all the cases of TestLogModel, the situations
+// the model must have been through for the test to mean something.
+type modelCoverage struct {
+	mu                                       sync.Mutex
+	wrapped, noSpace, reopened, batches, all int
+}
+
+func (c *modelCoverage) add(f func(*modelCoverage)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(c)
+}
+
 func TestLogModel(t *testing.T) {
+	cov := &modelCoverage{}
+	defer func() {
+		t.Logf("%d cases: %d wrapped, %d hit a full log, %d reopened, %d ran batches", cov.all, cov.wrapped, cov.noSpace, cov.reopened, cov.batches)
+		if !t.Failed() && (cov.wrapped == 0 || cov.noSpace == 0 || cov.reopened == 0 || cov.batches == 0) {
+			t.Errorf("the cases never covered one of: wrap, full log, reopen, batch")
+		}
+	}()
 	rapid.Check(t, func(t *rapid.T) {
 		m := &logModel{
 			dev: device.NewMem(modelDev), collected: map[uint64][]byte{},
@@ -507,7 +552,14 @@ func TestLogModel(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.l = l
+		m.cov = cov
 		defer func() { m.l.Close() }()
+		defer cov.add(func(c *modelCoverage) {
+			c.all++
+			if m.tail > modelData {
+				c.wrapped++
+			}
+		})
 		t.Repeat(map[string]func(*rapid.T){
 			"Append":  m.Append,
 			"Reserve": m.Reserve,
@@ -516,6 +568,7 @@ func TestLogModel(t *testing.T) {
 			"Scan":    m.Scan,
 			"Collect": m.Collect,
 			"Churn":   m.Churn,
+			"Fill":    m.Fill,
 			"Reopen":  m.Reopen,
 			"":        m.Check,
 		})

@@ -72,10 +72,25 @@ func TestSmokeWrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	if err := l.Scan(func(pos pipeline.Position, p []byte) error { n++; return nil }); err != nil {
+	scanned := map[pipeline.Position][]byte{}
+	if err := l.Scan(func(pos pipeline.Position, p []byte) error {
+		scanned[pos] = append([]byte(nil), p...)
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("scanned %d, %+v", n, l.Stats())
-	l.Close()
+	t.Logf("scanned %d, %+v", len(scanned), l.Stats())
+	mu.Lock()
+	for pos, p := range live {
+		if !bytes.Equal(scanned[pos], p) {
+			t.Fatalf("after reopen, live record %d missing from the scan", pos)
+		}
+	}
+	mu.Unlock()
+	if s := l.Stats(); uint64(s.Tail) < uint64(s.Capacity) {
+		t.Fatalf("tail %d: the smoke test did not wrap", s.Tail)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
