@@ -57,7 +57,7 @@ func corruptionBase() (*corruptBase, error) {
 		m := newModel(h)
 		v := newVerifier(h, src)
 		v.m = m
-		res := runHistory(h, m, img, -1, v)
+		res := runHistory(h, m, img, -1, 0, v)
 		if len(m.problems) > 0 {
 			baseErr = fmt.Errorf("building the base log: %s", m.problems[0])
 			return

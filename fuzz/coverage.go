@@ -1,7 +1,9 @@
 package fuzz
 
 import (
+	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ringlog/ringlog/device"
 	"github.com/ringlog/ringlog/internal/layout"
@@ -21,17 +23,38 @@ const (
 	wHome    // a journal test's home region
 )
 
+// errInjected is the I/O error a recDev injects.
+var errInjected = errors.New("fuzz: injected I/O error")
+
 // recDev forwards to a device and remembers the kinds of the writes since
-// the last sync that succeeded.
+// the last sync that succeeded. It can also fail one write or sync (the
+// failAt-th, counting from 1) with errInjected, doing nothing, as a disk
+// that reports an I/O error and goes on working.
 type recDev struct {
 	device.Device
 	geo     layout.Geometry // zero for a bare journal
 	journal int64           // bare journal: its size
+	failAt  int64
+	ops     atomic.Int64
+	firedAt atomic.Int64 // ops when the error was injected; 0: not yet
 	mu      sync.Mutex
 	pending []wkind
 }
 
+// inject counts an op and reports whether it is the one to fail.
+func (d *recDev) inject() bool {
+	n := d.ops.Add(1)
+	if n == d.failAt {
+		d.firedAt.Store(n)
+		return true
+	}
+	return false
+}
+
 func (d *recDev) WriteAt(p []byte, off int64) (int, error) {
+	if d.inject() {
+		return 0, errInjected
+	}
 	n, err := d.Device.WriteAt(p, off)
 	if err == nil {
 		k := d.classify(p, off)
@@ -43,6 +66,9 @@ func (d *recDev) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (d *recDev) Sync() error {
+	if d.inject() {
+		return errInjected
+	}
 	err := d.Device.Sync()
 	if err == nil {
 		d.mu.Lock()
@@ -105,6 +131,7 @@ type Coverage struct {
 	Reboots       int64 // crashes in the middle of a history, recovered and continued
 	NothingUnsync int64 // nothing was in flight
 	Parked        int64 // requests that waited for the collector to free space (all runs)
+	Faults        int64 // runs in which a write or sync failed (and the disk went on)
 }
 
 // count classifies one image: the unsynced writes and their outcomes.
@@ -169,4 +196,5 @@ func (c *Coverage) add(o Coverage) {
 	c.Reboots += o.Reboots
 	c.NothingUnsync += o.NothingUnsync
 	c.Parked += o.Parked
+	c.Faults += o.Faults
 }

@@ -1,9 +1,11 @@
 // Package fuzz is ringlog's crash checker. It runs histories of operations
 // on a device.Crash — appends of random sizes from several goroutines,
 // reservations committed out of order or discarded, collections with a
-// garbage checker, the log filling up and wrapping, reopens and reboots —
-// cuts the power after a chosen number of writes and syncs (inside a group
-// commit, a journal checkpoint, a padding marker's write, recovery itself),
+// garbage checker, the log filling up (appends waiting for space) and
+// wrapping, reads and scans, reopens and reboots, sometimes one write or
+// sync failing while the disk goes on — cuts the power after a chosen
+// number of writes and syncs (inside a group commit, a journal checkpoint,
+// a padding marker's write, recovery itself),
 // takes the images the cut could leave (each unsynced write dropped, kept or
 // torn at a 512-byte sector), opens them again and checks the guarantees of
 // the README and docs/FORMAT.md:
@@ -20,9 +22,10 @@
 //   - the log takes an Append after recovery; recovering again (after Close
 //     and another crash image) gives the same log, and so does recovering
 //     from a power cut inside recovery;
-//   - nothing outside the log's region changes; a log whose disk failed
-//     refuses writes without hanging; while the history runs, Read and Scan
-//     return only what was appended.
+//   - nothing outside the log's region changes; a log whose disk failed a
+//     write or sync refuses writes until reopened, without hanging, and
+//     loses nothing it acknowledged; while the history runs, Read and Scan
+//     return only what was appended, and nothing hangs.
 //
 // The journal (package wal) has a checker of its own: after any crash its
 // home region is the effect of a prefix, in Begin order, of the transactions

@@ -165,18 +165,24 @@ func explorePipeline(h *History, src Source, cuts, images int, stopAtFirst bool)
 	v := newVerifier(h, src)
 	var total int64 = -1
 	for j := -1; j < cuts; j++ {
-		cut := int64(-1)
+		cut, fault := int64(-1), int64(0)
 		if j >= 0 {
 			cut = (int64(j)*(total+1) + int64(src.Intn(int(total+1)))) / int64(cuts)
+			if chance(src, 1, 4) {
+				fault = 1 + int64(src.Intn(int(total)+1))
+			}
 		}
 		v.m = newModel(h)
-		res := runHistory(h, v.m, bytes.Clone(base), cut, v)
+		res := runHistory(h, v.m, bytes.Clone(base), cut, fault, v)
 		if j < 0 {
 			total = res.ops
 		}
 		label := fmt.Sprintf("power cut after %d of %d ops", cut, total)
 		if cut < 0 {
 			label = fmt.Sprintf("no power cut (%d ops)", total)
+		}
+		if fault > 0 {
+			label += fmt.Sprintf(", write or sync %d failed", fault)
 		}
 		for _, p := range v.m.problems {
 			v.violation(label, "%s", p)

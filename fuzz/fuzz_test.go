@@ -1,9 +1,32 @@
 package fuzz
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"runtime"
 	"testing"
+	"time"
 )
+
+// hangTimeout is how long one fuzz input may take. Every operation of a
+// history gives up after stallTimeout, so only a hang where no context
+// reaches (Open, Close) runs this long.
+const hangTimeout = 3 * stallTimeout
+
+// watch runs f, and if it hangs, prints every goroutine and crashes the
+// process, so that the fuzzing engine keeps the input that hung instead of
+// stalling quietly.
+func watch(f func() []string) []string {
+	t := time.AfterFunc(hangTimeout, func() {
+		buf := make([]byte, 1<<24)
+		n := runtime.Stack(buf, true)
+		fmt.Fprintf(os.Stderr, "fuzz input still running after %v: a hang\n%s", hangTimeout, buf[:n])
+		panic("fuzz input hung")
+	})
+	defer t.Stop()
+	return f()
+}
 
 // seedInputs are a few inputs of each length, so that a plain go test runs
 // histories of every size; the corpus under testdata/fuzz adds more,
@@ -30,7 +53,7 @@ func FuzzCrashRecovery(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, v := range CrashRecovery(data) {
+		for _, v := range watch(func() []string { return CrashRecovery(data) }) {
 			t.Error(v)
 		}
 	})
@@ -44,7 +67,7 @@ func FuzzJournalRecovery(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, v := range JournalRecovery(data) {
+		for _, v := range watch(func() []string { return JournalRecovery(data) }) {
 			t.Error(v)
 		}
 	})
@@ -59,7 +82,7 @@ func FuzzOpenCorrupt(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, v := range OpenCorrupt(data) {
+		for _, v := range watch(func() []string { return OpenCorrupt(data) }) {
 			t.Error(v)
 		}
 	})

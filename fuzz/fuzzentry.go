@@ -18,14 +18,18 @@ func CrashRecovery(data []byte) []string {
 	}
 	v := newVerifier(h, src)
 	v.m = newModel(h)
-	full := runHistory(h, v.m, bytes.Clone(base), -1, v)
+	full := runHistory(h, v.m, bytes.Clone(base), -1, 0, v)
 	for _, p := range v.m.problems {
 		v.violation("no power cut", "%s", p)
 	}
 	cut := int64(src.Intn(1<<16)) * (full.ops + 1) >> 16
+	var fault int64
+	if chance(src, 1, 4) {
+		fault = 1 + int64(src.Intn(1<<16))*(full.ops+1)>>16
+	}
 	v.m = newModel(h)
-	res := runHistory(h, v.m, base, cut, v)
-	label := fmt.Sprintf("power cut after %d of %d ops", cut, full.ops)
+	res := runHistory(h, v.m, base, cut, fault, v)
+	label := fmt.Sprintf("power cut after %d of %d ops, write or sync %d failed", cut, full.ops, fault)
 	for _, p := range v.m.problems {
 		v.violation(label, "%s", p)
 	}
@@ -45,14 +49,18 @@ func JournalRecovery(data []byte) []string {
 	v := &journalVerifier{h: h, src: src}
 	newModel := func() *journalModel { return &journalModel{base: make([]byte, h.DevSize-h.JournalSize)} }
 	v.m = newModel()
-	full := runJournal(h, v.m, bytes.Clone(base), -1, v)
+	full := runJournal(h, v.m, bytes.Clone(base), -1, 0, v)
 	for _, p := range v.m.problems {
 		v.violation("no power cut", "%s", p)
 	}
 	cut := int64(src.Intn(1<<16)) * (full.ops + 1) >> 16
+	var fault int64
+	if chance(src, 1, 4) {
+		fault = 1 + int64(src.Intn(1<<16))*(full.ops+1)>>16
+	}
 	v.m = newModel()
-	res := runJournal(h, v.m, base, cut, v)
-	label := fmt.Sprintf("power cut after %d of %d ops", cut, full.ops)
+	res := runJournal(h, v.m, base, cut, fault, v)
+	label := fmt.Sprintf("power cut after %d of %d ops, write or sync %d failed", cut, full.ops, fault)
 	for _, p := range v.m.problems {
 		v.violation(label, "%s", p)
 	}

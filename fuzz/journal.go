@@ -224,12 +224,17 @@ type journalRunner struct {
 	ctx     context.Context
 	v       *journalVerifier
 	stopped bool
+	fault   int64 // the op of the first device to fail, if positive
+	opened  int64 // the device's ops when the journal was last opened
 }
 
-func runJournal(h *JournalHistory, m *journalModel, base []byte, cut int64, v *journalVerifier) runResult {
+// runJournal runs h on a device booted from base (taken over), the power
+// cut after cut writes and syncs (never if negative) and, if fault is
+// positive, the fault-th write or sync of that device failing.
+func runJournal(h *JournalHistory, m *journalModel, base []byte, cut, fault int64, v *journalVerifier) runResult {
 	ctx, cancel := context.WithTimeout(context.Background(), stallTimeout)
 	defer cancel()
-	r := &journalRunner{h: h, m: m, cut: cut, ctx: ctx, v: v}
+	r := &journalRunner{h: h, m: m, cut: cut, ctx: ctx, v: v, fault: fault}
 	r.boot(base)
 	r.open()
 	for _, st := range h.Steps {
@@ -242,26 +247,52 @@ func runJournal(h *JournalHistory, m *journalModel, base []byte, cut int64, v *j
 		case StepReopen:
 			r.close()
 			r.open()
+			r.rebase("after a reopen")
 		case StepReboot:
 			r.reboot(st.Seed)
 		}
 	}
 	if r.j != nil {
+		if r.faulted() && !r.crash.PowerCut() {
+			// A failed journal refuses commits until it is reopened.
+			r.m.mu.Lock()
+			t := &jtx{offs: []int64{0}, datas: [][]byte{{0xee}}, state: stCalled}
+			tx := r.j.Begin()
+			r.m.txs = append(r.m.txs, t)
+			r.m.mu.Unlock()
+			tx.Write(r.h.JournalSize, t.datas[0])
+			err := r.j.Commit(ctx, tx)
+			r.m.mu.Lock()
+			t.state = stFailed
+			if err == nil {
+				t.state = stAcked
+				r.m.problems = append(r.m.problems, "Commit succeeded after a write or sync failed")
+			}
+			r.m.mu.Unlock()
+		}
 		r.close()
+	}
+	if r.dev.firedAt.Load() > 0 {
+		v.cov.Faults++
 	}
 	return runResult{crash: r.crash, ops: r.used + r.crash.Ops(), writes: r.dev.writes()}
 }
 
 func (r *journalRunner) boot(img []byte) {
 	r.crash = device.NewCrashFrom(img)
-	r.dev = &recDev{Device: wrapDev(r.crash, r.h.BlockSize), journal: r.h.JournalSize}
+	r.dev = &recDev{Device: wrapDev(r.crash, r.h.BlockSize), journal: r.h.JournalSize, failAt: r.fault}
+	r.fault = 0 // the first device only
 	if r.cut >= 0 {
 		r.crash.CutAfter(max(r.cut-r.used, 0))
 	}
 }
 
+// faulted reports whether an injected error hit the journal now open (or
+// being opened).
+func (r *journalRunner) faulted() bool { return r.dev.firedAt.Load() > r.opened }
+
 func (r *journalRunner) failed(op string, err error) {
-	if r.crash.PowerCut() {
+	if r.crash.PowerCut() || r.faulted() {
 		return
 	}
 	r.m.problem("%s failed without a power cut: %v", op, err)
@@ -269,11 +300,15 @@ func (r *journalRunner) failed(op string, err error) {
 
 func (r *journalRunner) open() {
 	j, err := wal.Open(r.dev, 0, r.h.JournalSize, r.h.opts())
+	if err != nil && r.faulted() && !r.crash.PowerCut() {
+		j, err = wal.Open(r.dev, 0, r.h.JournalSize, r.h.opts()) // the error is injected once
+	}
 	if err != nil {
 		r.failed("Open", err)
 		r.stopped = true
 		return
 	}
+	r.opened = r.dev.ops.Load()
 	r.j = j
 }
 
@@ -372,9 +407,19 @@ func (r *journalRunner) reboot(seed uint64) {
 	}
 	r.v.states++
 	r.v.cov.Reboots++
+	r.rebase("after a crash and reboot in the history")
+}
+
+// rebase checks the home region of the journal just opened in the middle
+// of the history and makes it the model's new base: transactions not in
+// it (failed or lost) will never be applied.
+func (r *journalRunner) rebase(when string) {
+	if r.j == nil {
+		return
+	}
 	home := r.v.home(r.dev)
 	if k, why := r.m.match(home); k < 0 {
-		r.m.problem("after a crash and reboot in the history: %s", why)
+		r.m.problem("%s: %s", when, why)
 	}
 	r.m.base = home
 	r.m.txs = nil
@@ -507,14 +552,21 @@ func exploreJournal(h *JournalHistory, src Source, cuts, images int, stopAtFirst
 		if j >= 0 {
 			cut = (int64(j)*(total+1) + int64(src.Intn(int(total+1)))) / int64(cuts)
 		}
+		var fault int64
+		if j >= 0 && chance(src, 1, 4) {
+			fault = 1 + int64(src.Intn(int(total)+1))
+		}
 		v.m = &journalModel{base: make([]byte, h.DevSize-h.JournalSize)}
-		res := runJournal(h, v.m, bytes.Clone(base), cut, v)
+		res := runJournal(h, v.m, bytes.Clone(base), cut, fault, v)
 		if j < 0 {
 			total = res.ops
 		}
 		label := fmt.Sprintf("power cut after %d of %d ops", cut, total)
 		if cut < 0 {
 			label = fmt.Sprintf("no power cut (%d ops)", total)
+		}
+		if fault > 0 {
+			label += fmt.Sprintf(", write or sync %d failed", fault)
 		}
 		for _, p := range v.m.problems {
 			v.violation(label, "%s", p)

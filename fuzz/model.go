@@ -157,22 +157,25 @@ func (m *Model) discarded(r *rec) {
 	r.state = stDiscarded
 }
 
-// decide is the garbage checker's answer for r.
-func (m *Model) decide(r *rec) bool {
-	if m.gate.Load() {
-		// Closed: nothing is garbage. Once an append waits for space,
-		// tell the gate's lane. (The allocator counts a waiting request
-		// before it asks the collector for the pass that calls this.)
-		if l := m.log.Load(); l != nil {
-			if l.Stats().Parked > m.gateParked.Load() {
-				select {
-				case m.gateHit <- struct{}{}:
-				default:
-				}
-			}
-		}
+// gated reports whether the gate holds the collector back. While it does,
+// nothing is garbage; once an append waits for space, it tells the gate's
+// lane. (The allocator counts a waiting request before it asks the
+// collector for the pass that calls this.)
+func (m *Model) gated() bool {
+	if !m.gate.Load() {
 		return false
 	}
+	if l := m.log.Load(); l != nil && l.Stats().Parked > m.gateParked.Load() {
+		select {
+		case m.gateHit <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// decide is the garbage checker's answer for r.
+func (m *Model) decide(r *rec) bool {
 	if r.garbage || r.id < m.watermark {
 		r.released = true
 		return true
@@ -228,6 +231,9 @@ func (m *Model) recovered(present map[uint64]uint64) {
 type garbageChecker struct{ m *Model }
 
 func (g garbageChecker) IsGarbage(pos pipeline.Position, p []byte) (bool, error) {
+	if g.m.gated() {
+		return false, nil
+	}
 	id, ok := payloadID(p)
 	g.m.mu.Lock()
 	defer g.m.mu.Unlock()
@@ -248,6 +254,9 @@ func (g garbageChecker) IsGarbage(pos pipeline.Position, p []byte) (bool, error)
 type posChecker struct{ garbageChecker }
 
 func (g posChecker) IsGarbageAt(pos pipeline.Position) (bool, error) {
+	if g.m.gated() {
+		return false, nil
+	}
 	g.m.mu.Lock()
 	defer g.m.mu.Unlock()
 	r := g.m.byPos[uint64(pos)]

@@ -18,14 +18,21 @@ func TestPlantedBugs(t *testing.T) {
 		budget int64
 	}{
 		// Recovery that trusts the journal's tail without verifying the
-		// records it covers: a crash image with the tail's journal
-		// record but not the data shows garbage as records.
+		// records it covers: an image that kept the group's journal batch
+		// but not its data makes Scan hit bytes that are no record.
 		{"TrustJournalTail", &testhooks.TrustJournalTail, "pipeline", 50_000},
-		// Padding markers without their checksum.
+		// Padding markers without their checksum: the audit, which reads
+		// the frames from head to durable tail straight from the device,
+		// finds a marker whose checksum does not match.
 		{"UncheckedPadding", &testhooks.UncheckedPadding, "pipeline", 50_000},
-		// The collector advances the head past a live record.
+		// The head advanced past a live record: a Read of it (during the
+		// history, or after a crash) says ErrCollected though the checker
+		// never released it.
 		{"CollectLive", &testhooks.CollectLive, "pipeline", 50_000},
-		// A torn journal batch replayed.
+		// A torn journal batch replayed. The log's batches fit in a sector
+		// and cannot tear; a bare journal's multi-sector batches do, and
+		// replaying a torn one leaves part of a transaction in the home
+		// region.
 		{"ReplayTornJournal", &testhooks.ReplayTornJournal, "journal", 50_000},
 	} {
 		t.Run(c.name, func(t *testing.T) {

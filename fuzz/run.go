@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,9 +12,10 @@ import (
 	"github.com/ringlog/ringlog/pipeline"
 )
 
-// stallTimeout bounds every operation of a history. It never expires unless
-// the log hangs, which is then reported as a violation.
-const stallTimeout = time.Minute
+// stallTimeout bounds a whole run of a history (milliseconds of work). It
+// never expires unless the log hangs, which is then reported as a
+// violation.
+const stallTimeout = 20 * time.Second
 
 // blockDev is a crash device that reports a larger block size, like a disk
 // opened with O_DIRECT: ringlog then writes whole 4 KiB blocks while the
@@ -72,6 +74,8 @@ type runner struct {
 	checker pipeline.GarbageChecker
 	verify  *verifier // checks the log at a reboot (a crash state of its own)
 	stopped bool      // the power is cut or the history cannot go on
+	fault   int64     // the op of the first device to fail, if positive
+	opened  int64     // the device's ops when the log was last opened
 }
 
 // runResult is the device a run leaves behind and what was learnt.
@@ -81,11 +85,14 @@ type runResult struct {
 	writes []wkind // the unsynced writes of crash, as Choices lists them
 }
 
-// runHistory runs h on a device booted from base (taken over).
-func runHistory(h *History, m *Model, base []byte, cut int64, v *verifier) runResult {
+// runHistory runs h on a device booted from base (taken over). If fault is
+// positive, the fault-th write or sync on that device fails (and the disk
+// goes on working): the log must fail, refuse writes until it is reopened,
+// and lose nothing it acknowledged.
+func runHistory(h *History, m *Model, base []byte, cut, fault int64, v *verifier) runResult {
 	ctx, cancel := context.WithTimeout(context.Background(), stallTimeout)
 	defer cancel()
-	r := &runner{h: h, m: m, cut: cut, ctx: ctx, verify: v}
+	r := &runner{h: h, m: m, cut: cut, ctx: ctx, verify: v, fault: fault}
 	if h.PosChecker {
 		r.checker = posChecker{garbageChecker{m}}
 	} else {
@@ -103,18 +110,27 @@ func runHistory(h *History, m *Model, base []byte, cut int64, v *verifier) runRe
 		case StepReopen:
 			r.close()
 			r.open()
+			r.recovered("after a reopen")
 		case StepReboot:
 			r.reboot(st.Seed)
 		}
 	}
 	if r.l != nil {
-		if r.powerCut() {
+		if r.powerCut() || r.faulted() {
 			// A failed log refuses writes, and says so without hanging.
-			if _, err := r.l.Append(ctx, makePayload(1<<62, minPayload)); err == nil {
-				r.m.problem("Append succeeded after the power was cut")
+			// (Its record may still land if the power was cut during it.)
+			rc := r.m.add(minPayload, false)
+			r.m.called(rc)
+			_, err := r.l.Append(ctx, makePayload(rc.id, minPayload))
+			r.m.finished(rc, err)
+			if err == nil {
+				r.m.problem("Append succeeded after a write or sync failed (power cut %v)", r.powerCut())
 			}
 		}
 		r.close()
+	}
+	if r.dev.firedAt.Load() > 0 {
+		v.cov.Faults++
 	}
 	return runResult{crash: r.crash, ops: r.used + r.crash.Ops(), writes: r.dev.writes()}
 }
@@ -122,7 +138,8 @@ func runHistory(h *History, m *Model, base []byte, cut int64, v *verifier) runRe
 // boot starts a device from img with the rest of the op budget.
 func (r *runner) boot(img []byte) {
 	r.crash = device.NewCrashFrom(img)
-	r.dev = &recDev{Device: wrapDev(r.crash, r.h.BlockSize), geo: r.verify.geo}
+	r.dev = &recDev{Device: wrapDev(r.crash, r.h.BlockSize), geo: r.verify.geo, failAt: r.fault}
+	r.fault = 0 // the first device only
 	if r.cut >= 0 {
 		r.crash.CutAfter(max(r.cut-r.used, 0))
 	}
@@ -130,10 +147,14 @@ func (r *runner) boot(img []byte) {
 
 func (r *runner) powerCut() bool { return r.crash.PowerCut() }
 
-// failed notes an operation's error: expected once the power is cut, a
-// violation otherwise.
+// faulted reports whether an injected error hit the log now open (or being
+// opened).
+func (r *runner) faulted() bool { return r.dev.firedAt.Load() > r.opened }
+
+// failed notes an operation's error: expected once the power is cut or an
+// error was injected, a violation otherwise.
 func (r *runner) failed(op string, err error) {
-	if r.powerCut() {
+	if r.powerCut() || r.faulted() {
 		return
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -155,11 +176,15 @@ func (r *runner) close() {
 
 func (r *runner) open() {
 	l, err := pipeline.Open(r.dev, r.h.config(r.checker))
+	if err != nil && r.faulted() && !r.powerCut() {
+		l, err = pipeline.Open(r.dev, r.h.config(r.checker)) // the error is injected once
+	}
 	if err != nil {
 		r.failed("Open", err)
 		r.stopped = true
 		return
 	}
+	r.opened = r.dev.ops.Load()
 	r.l = l
 	r.m.log.Store(l)
 }
@@ -248,6 +273,13 @@ func (r *runner) reserve(a Action) bool {
 		recs[i], res[i] = rc, rs
 		if _, err := r.dev.WriteAt(makePayload(rc.id, size), rs.Offset()); err != nil {
 			r.failed("writing a reservation", err)
+			if errors.Is(err, errInjected) {
+				// The error hit the caller's write, not the log's.
+				r.dev.firedAt.Store(0)
+			}
+			// Committing would seal whatever the reservation held.
+			a.Discard = slices.Clone(a.Discard)
+			a.Discard[i] = true
 			ok = false
 		}
 	}
@@ -377,9 +409,19 @@ func (r *runner) reboot(seed uint64) {
 	}
 	r.verify.states++
 	r.verify.cov.Reboots++
+	r.recovered("after a crash and reboot in the history")
+}
+
+// recovered checks the log just opened in the middle of the history and
+// tells the model what it kept: from now on those records must stay, the
+// rest must never come back.
+func (r *runner) recovered(when string) {
+	if r.l == nil {
+		return
+	}
 	view, problems := r.verify.check(r.l, r.dev, nil)
 	for _, p := range problems {
-		r.m.problem("after a crash and reboot in the history: %s", p)
+		r.m.problem("%s: %s", when, p)
 	}
 	present := make(map[uint64]uint64, len(view.scan))
 	for _, e := range view.scan {

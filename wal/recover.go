@@ -83,6 +83,18 @@ func recoverJournal(dev device.Device, offset, size int64) (recovered, error) {
 		if err != nil {
 			break
 		}
+		if st.replayed == 0 {
+			// Make what replay read durable before any home write: after a
+			// failed sync the device can still show a batch it may lose
+			// (the journal is reopened without a crash), and a crash
+			// after some of that batch's home writes, with the batch
+			// gone, would leave part of a transaction that no replay can
+			// finish.
+			if err := dev.Sync(); err != nil {
+				return st, fmt.Errorf("wal: sync before replay: %w", err)
+			}
+			st.syncs++
+		}
 		if err := app.apply(ws); err != nil {
 			return st, err
 		}
@@ -117,7 +129,8 @@ func recoverJournal(dev device.Device, offset, size int64) (recovered, error) {
 	if err := dev.Sync(); err != nil {
 		return st, fmt.Errorf("wal: header sync: %w", err)
 	}
-	st.gen, st.curSlot, st.startSeq, st.syncs = next.gen, other, seq, 2
+	st.gen, st.curSlot, st.startSeq = next.gen, other, seq
+	st.syncs += 2
 	return st, nil
 }
 
