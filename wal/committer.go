@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 
 	"github.com/ringlog/ringlog/device"
 )
@@ -29,6 +30,25 @@ type committer struct {
 	group    []*Tx
 	applied  []write
 	deferred []write // with DeferApply: home writes not yet applied, in order
+
+	// Batches written whose sync is in flight, oldest first. They are
+	// released strictly in this order, whatever order their syncs return
+	// in: a batch is acknowledged only once it and every batch before it
+	// is durable.
+	flights []*flight
+	spare   []*flight    // flights not in use, with their group slices
+	syncReq chan *flight // to the sync workers
+	synced  chan *flight // from the sync workers
+	workers sync.WaitGroup
+
+	onSynced func() // tests: called once a sync's return is handled
+}
+
+// flight is one batch between its write and its release.
+type flight struct {
+	group  []*Tx
+	err    error // the sync's outcome
+	synced bool
 }
 
 // maxDeferred bounds the deferred writes kept before they are applied anyway.
@@ -40,49 +60,93 @@ func newCommitter(j *Journal, st recovered) *committer {
 	if j.opts.MaxBatch > 0 && j.opts.MaxBatch < mb {
 		mb = j.opts.MaxBatch
 	}
+	depth := max(j.opts.MaxInFlight, 1)
 	return &committer{
 		j: j, app: newApplier(j.dev), bs: int64(j.dev.BlockSize()), area: area, maxBatch: mb,
 		pending: make(map[uint64]*Tx),
 		seq:     st.startSeq, gen: st.gen, curSlot: st.curSlot,
+		syncReq: make(chan *flight, depth), synced: make(chan *flight, depth),
+		onSynced: syncedHook,
+	}
+}
+
+// syncedHook, set by tests before Open, becomes the committer's onSynced.
+var syncedHook func()
+
+// depth is how many batches may be syncing at once.
+func (c *committer) depth() int { return cap(c.syncReq) }
+
+// syncWorker syncs the device for each batch it is handed. A second batch
+// can be written and its sync started while the first one's is still in
+// flight: on a disk that overlaps flushes, that is more groups per second.
+func (c *committer) syncWorker() {
+	defer c.workers.Done()
+	for f := range c.syncReq {
+		f.err = c.j.dev.Sync()
+		c.synced <- f
 	}
 }
 
 func (c *committer) run() {
-	defer close(c.j.done)
+	if c.depth() > 1 {
+		for range c.depth() {
+			c.workers.Add(1)
+			go c.syncWorker()
+		}
+	}
+	defer func() {
+		close(c.syncReq)
+		c.workers.Wait()
+		close(c.j.done)
+		// A Submit that raced with the exit may have queued a transaction
+		// after the last look: it, or this, gives it its outcome.
+		c.refuseQueued()
+	}()
 	for {
 		select {
 		case tx := <-c.j.submit:
 			c.add(tx)
+			c.gather()
+		case f := <-c.synced:
+			f.synced = true
+			c.release()
+			if c.onSynced != nil {
+				c.onSynced()
+			}
 		case <-c.j.quit:
+			c.drain()
 			c.shutdown()
 			return
 		}
-		// Everything already queued joins this group: that is the whole of
-		// group commit, with no timer. Callers released with the last group
-		// have been woken but may not have run yet: yield to them, and go
-		// on yielding while that brings in more (up to a channel's worth),
-		// so that they join this group instead of waiting a whole sync for
-		// the next one.
-		for gathered := 1; ; {
-		drain:
-			for {
-				select {
-				case tx := <-c.j.submit:
-					c.add(tx)
-					gathered++
-				default:
-					break drain
-				}
-			}
-			if gathered >= cap(c.j.submit) {
-				break
-			}
-			runtime.Gosched()
-			if len(c.j.submit) == 0 {
-				break
+		c.flush()
+	}
+}
+
+// gather takes every transaction already queued into the next group: that
+// is the whole of group commit, with no timer. Callers released with the
+// last group have been woken but may not have run yet: it yields to them,
+// and goes on yielding while that brings in more (up to a channel's
+// worth), so that they join this group instead of waiting a whole sync for
+// the next one.
+func (c *committer) gather() {
+	for gathered := 1; ; {
+	drain:
+		for {
+			select {
+			case tx := <-c.j.submit:
+				c.add(tx)
+				gathered++
+			default:
+				break drain
 			}
 		}
-		c.flush()
+		if gathered >= cap(c.j.submit) {
+			return
+		}
+		runtime.Gosched()
+		if len(c.j.submit) == 0 {
+			return
+		}
 	}
 }
 
@@ -100,9 +164,9 @@ func (c *committer) finish(tx *Tx, err error) {
 }
 
 // flush writes every transaction that is ready in Begin order, in groups
-// bounded by maxBatch.
+// bounded by maxBatch, while fewer than depth batches are syncing.
 func (c *committer) flush() {
-	for c.failed == nil {
+	for c.failed == nil && len(c.flights) < c.depth() {
 		c.group = c.group[:0]
 		size := batchHeaderLen
 		for {
@@ -138,19 +202,57 @@ func (c *committer) flush() {
 		if len(c.group) == 0 {
 			return
 		}
-		err := c.commitGroup(c.group)
-		if err != nil {
+		if err := c.writeGroup(c.group); err != nil {
 			c.fail(err)
 			err = fmt.Errorf("%w: %w", ErrFailed, err)
-		}
-		for _, tx := range c.group {
-			c.finish(tx, err)
+			for _, tx := range c.group {
+				c.finish(tx, err)
+			}
 		}
 	}
 }
 
-// commitGroup writes one batch, syncs once, and applies it.
-func (c *committer) commitGroup(group []*Tx) error {
+// release acknowledges, oldest first, every batch whose sync has returned
+// and that has no unsynced batch before it.
+func (c *committer) release() {
+	for len(c.flights) > 0 && c.flights[0].synced {
+		f := c.flights[0]
+		c.flights = c.flights[1:]
+		err := f.err
+		if err != nil {
+			err = fmt.Errorf("wal: sync batch: %w", err)
+		} else if c.failed == nil {
+			err = c.durable(f.group)
+		}
+		if err != nil && c.failed == nil {
+			c.fail(err)
+		}
+		if c.failed != nil {
+			// Once one sync failed, a later one that succeeded proves
+			// nothing: the failed one's writes may be gone.
+			err = fmt.Errorf("%w: %w", ErrFailed, c.failed)
+		}
+		for _, tx := range f.group {
+			c.finish(tx, err)
+		}
+		clear(f.group)
+		f.group, f.err, f.synced = f.group[:0], nil, false
+		c.spare = append(c.spare, f)
+	}
+}
+
+// drain waits for every sync in flight and releases its batch.
+func (c *committer) drain() {
+	for len(c.flights) > 0 {
+		f := <-c.synced
+		f.synced = true
+		c.release()
+	}
+}
+
+// writeGroup writes one batch and starts its sync. The batch is applied and
+// its transactions finished by release, once it is durable.
+func (c *committer) writeGroup(group []*Tx) error {
 	payloadLen := 0
 	for _, tx := range group {
 		payloadLen += encodedLen(tx.writes)
@@ -171,6 +273,12 @@ func (c *committer) commitGroup(group []*Tx) error {
 	batchHeader{seq: c.seq, ntx: uint32(len(group)), payload: uint32(payloadLen), padded: uint32(padded)}.encode(b, payload)
 
 	if c.pos+padded > c.area {
+		// The new header must not start replay past a batch that is
+		// not yet durable and applied.
+		c.drain()
+		if c.failed != nil {
+			return c.failed
+		}
 		if err := c.checkpoint(); err != nil {
 			return err
 		}
@@ -179,12 +287,29 @@ func (c *committer) commitGroup(group []*Tx) error {
 	if _, err := c.j.dev.WriteAt(b, areaStart+c.pos); err != nil {
 		return fmt.Errorf("wal: write batch: %w", err)
 	}
-	if err := c.j.dev.Sync(); err != nil {
-		return fmt.Errorf("wal: sync batch: %w", err)
-	}
 	c.pos += padded
 	c.seq++
+	var f *flight
+	if n := len(c.spare); n > 0 {
+		f, c.spare = c.spare[n-1], c.spare[:n-1]
+	} else {
+		f = new(flight)
+	}
+	f.group = append(f.group, group...)
+	c.flights = append(c.flights, f)
+	if c.depth() == 1 {
+		// Nothing could overlap this sync: spare the hand-off.
+		f.err, f.synced = c.j.dev.Sync(), true
+		c.release()
+		return nil
+	}
+	c.syncReq <- f // never blocks: at most depth flights exist
+	return nil
+}
 
+// durable applies a batch that has reached the disk: at once, or with
+// DeferApply at the next checkpoint.
+func (c *committer) durable(group []*Tx) error {
 	if c.j.opts.DeferApply {
 		for _, tx := range group {
 			for _, w := range tx.writes {
@@ -266,6 +391,11 @@ func (c *committer) shutdown() {
 			c.finish(tx, ErrClosed)
 		}
 	}
+	c.refuseQueued()
+}
+
+// refuseQueued finishes with ErrClosed every transaction still queued.
+func (c *committer) refuseQueued() {
 	for {
 		select {
 		case tx := <-c.j.submit:

@@ -458,9 +458,10 @@ func TestCrashHistories(t *testing.T) {
 	var total, deep, checkpointed atomic.Int64
 	for i := range histories {
 		seed := uint64(i) + 1
-		// Every other history runs with home writes deferred to checkpoints.
-		opts := Options{DeferApply: i%2 == 1}
-		t.Run(fmt.Sprintf("seed=%d/defer=%v", seed, opts.DeferApply), func(t *testing.T) {
+		// Every other history runs with home writes deferred to checkpoints;
+		// a third of them let two batches sync at once, a third three.
+		opts := Options{DeferApply: i%2 == 1, MaxInFlight: 1 + (i/2)%3}
+		t.Run(fmt.Sprintf("seed=%d/defer=%v/inflight=%d", seed, opts.DeferApply, opts.MaxInFlight), func(t *testing.T) {
 			t.Parallel()
 			c := &crashRun{t: t, h: genHistory(seed), opts: opts, rng: rand.New(rand.NewPCG(seed, 99)),
 				samples: 16, recoverEvery: 16}
@@ -490,7 +491,7 @@ func FuzzCrashHistory(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, seed uint64) {
-		c := &crashRun{t: t, h: genHistory(seed), opts: Options{DeferApply: seed%2 == 1}, rng: rand.New(rand.NewPCG(seed, 99)),
+		c := &crashRun{t: t, h: genHistory(seed), opts: Options{DeferApply: seed%2 == 1, MaxInFlight: 1 + int(seed/2%3)}, rng: rand.New(rand.NewPCG(seed, 99)),
 			samples: 2 * crashScale(), recoverEvery: 32}
 		if err := c.explore(); err != nil {
 			t.Fatal(err)
@@ -508,8 +509,8 @@ func TestCrashTwice(t *testing.T) {
 	var total atomic.Int64
 	for i := range 4 * scale {
 		seed := uint64(1000 + i)
-		opts := Options{DeferApply: i%2 == 1}
-		t.Run(fmt.Sprintf("seed=%d/defer=%v", seed, opts.DeferApply), func(t *testing.T) {
+		opts := Options{DeferApply: i%2 == 1, MaxInFlight: 1 + i%3}
+		t.Run(fmt.Sprintf("seed=%d/defer=%v/inflight=%d", seed, opts.DeferApply, opts.MaxInFlight), func(t *testing.T) {
 			t.Parallel()
 			// The second life repeats the first with other stamps: its
 			// batches then fall exactly where the first life's did.

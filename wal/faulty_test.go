@@ -23,7 +23,7 @@ func faultSlots(i int) [2]int64 {
 // and what survives a reopen.
 func TestFaultFailsCommit(t *testing.T) {
 	const commits = 40
-	for _, opts := range []Options{{}, {DeferApply: true}} {
+	for _, opts := range []Options{{}, {DeferApply: true}, {MaxInFlight: 3}, {DeferApply: true, MaxInFlight: 2}} {
 		// A run without faults counts the ops there are to fail.
 		var counts [3]int64
 		runFault(t, opts, device.OpWrite, 0, nil, commits, &counts)
@@ -45,7 +45,7 @@ func TestFaultFailsCommit(t *testing.T) {
 				t.Fatalf("%+v: a run of %d commits does no %v", opts, commits, c.op)
 			}
 			for k := int64(1); k <= maxK; k++ {
-				t.Run(fmt.Sprintf("defer=%v/%v/%d/%v", opts.DeferApply, c.op, k, c.err), func(t *testing.T) {
+				t.Run(fmt.Sprintf("defer=%v/inflight=%d/%v/%d/%v", opts.DeferApply, opts.MaxInFlight, c.op, k, c.err), func(t *testing.T) {
 					runFault(t, opts, c.op, k, c.err, commits, nil)
 				})
 			}

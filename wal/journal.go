@@ -21,6 +21,14 @@ type Options struct {
 	// journal is open may see an older value; replay on Open applies
 	// everything committed.
 	DeferApply bool
+	// MaxInFlight is how many batches may be syncing at once (0 or 1:
+	// one; each batch is written only after the previous one is durable).
+	// With more, the next batch is written and its sync started while
+	// earlier syncs are in flight, which on a disk that overlaps flushes
+	// commits more groups per second. Transactions still take effect and
+	// complete in Begin order, each only once every batch up to its own is
+	// durable.
+	MaxInFlight int
 }
 
 // Stats are counters of a Journal since Open.
@@ -112,21 +120,8 @@ func (j *Journal) BeginWith(tx *Tx) *Tx {
 // discarded; once tx is being written Commit waits for the outcome (one
 // sync). After a failure every Commit returns an error wrapping ErrFailed.
 func (j *Journal) Commit(ctx context.Context, tx *Tx) error {
-	if tx.j != j {
-		return fmt.Errorf("%w: transaction of another journal", ErrDiscarded)
-	}
-	if !tx.state.CompareAndSwap(txOpen, txQueued) {
-		return ErrDiscarded
-	}
-	if tx.err == nil && encodedLen(tx.writes)+batchHeaderLen > int(j.size-2*slot) {
-		tx.err = fmt.Errorf("%w: %d bytes of writes, journal area %d", ErrTooLarge, encodedLen(tx.writes), j.size-2*slot)
-	}
-	// A bad transaction still has to pass through the goroutine so that
-	// later ones are not held up waiting for its turn.
-	select {
-	case j.submit <- tx:
-	case <-j.done:
-		return ErrClosed
+	if err := j.Submit(tx); err != nil {
+		return err
 	}
 	select {
 	case <-tx.done:
@@ -151,6 +146,41 @@ func (j *Journal) Commit(ctx context.Context, tx *Tx) error {
 			return ErrClosed
 		}
 	}
+}
+
+// Submit queues tx for commit and returns without waiting for it: a caller
+// with several transactions in flight (Options.MaxInFlight) learns each
+// outcome from tx.Done and tx.Result. Submit blocks only while the queue is
+// full. Every submitted transaction gets an outcome, ErrClosed if the
+// journal closes before writing it.
+func (j *Journal) Submit(tx *Tx) error {
+	if tx.j != j {
+		return fmt.Errorf("%w: transaction of another journal", ErrDiscarded)
+	}
+	if !tx.state.CompareAndSwap(txOpen, txQueued) {
+		return ErrDiscarded
+	}
+	if tx.err == nil && encodedLen(tx.writes)+batchHeaderLen > int(j.size-2*slot) {
+		tx.err = fmt.Errorf("%w: %d bytes of writes, journal area %d", ErrTooLarge, encodedLen(tx.writes), j.size-2*slot)
+	}
+	// A bad transaction still has to pass through the goroutine so that
+	// later ones are not held up waiting for its turn.
+	select {
+	case j.submit <- tx:
+	case <-j.done:
+		return ErrClosed
+	}
+	select {
+	case <-j.done:
+		// The committer may have taken its last look at the queue before
+		// tx arrived; whichever of the two claims tx refuses it.
+		if tx.state.CompareAndSwap(txQueued, txTaken) {
+			tx.result = ErrClosed
+			tx.done <- struct{}{}
+		}
+	default:
+	}
+	return nil
 }
 
 // Close stops the commit goroutine after the batch in flight. Transactions

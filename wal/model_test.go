@@ -58,6 +58,7 @@ func newWalMachine(t *rapid.T) *walMachine {
 	// With DeferApply, home writes reach the device only at checkpoints and
 	// Close, so the device is compared with the model only after a reopen.
 	m.opts.DeferApply = rapid.Bool().Draw(t, "defer apply")
+	m.opts.MaxInFlight = rapid.IntRange(0, 3).Draw(t, "max in flight")
 	if err := Format(m.dev, m.joff, m.jsize); err != nil {
 		t.Fatalf("Format: %v", err)
 	}

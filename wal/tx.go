@@ -49,6 +49,14 @@ func (t *Tx) Write(off int64, p []byte) {
 	t.size += len(p)
 }
 
+// Done delivers one token once a submitted transaction has its outcome
+// (Result). Commit consumes it; after Submit the caller receives it.
+func (t *Tx) Done() <-chan struct{} { return t.done }
+
+// Result is the outcome of a transaction whose Done token was received: nil
+// once it is durable and applied, else why not.
+func (t *Tx) Result() error { return t.result }
+
 // Len is the number of writes in the transaction.
 func (t *Tx) Len() int { return len(t.writes) }
 

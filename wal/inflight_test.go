@@ -1,0 +1,154 @@
+package wal
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ringlog/ringlog/device"
+)
+
+// heldSyncs makes every Sync wait until the test answers it, so that a test
+// decides how many syncs are in flight and in which order they return.
+type heldSyncs struct {
+	device.Device
+	hold    atomic.Bool     // set once the journal is open
+	entered chan chan error // each Sync sends where its outcome is to come from
+}
+
+func (h *heldSyncs) Sync() error {
+	if !h.hold.Load() {
+		return h.Device.Sync()
+	}
+	answer := make(chan error)
+	h.entered <- answer
+	if err := <-answer; err != nil {
+		return err
+	}
+	return h.Device.Sync()
+}
+
+// twoInFlight commits A, then B while A's sync is held, and returns the
+// channels of both Commit results and of both held syncs, in that order.
+// handled receives a token each time the committer has dealt with a
+// returned sync.
+func twoInFlight(t *testing.T, deferApply bool) (mem *device.Mem, h *heldSyncs, j *Journal, resA, resB <-chan error, syncA, syncB chan error, handled <-chan struct{}) {
+	t.Helper()
+	ch := make(chan struct{}, 8)
+	syncedHook = func() { ch <- struct{}{} }
+	t.Cleanup(func() { syncedHook = nil })
+	mem = device.NewMem(64 << 10)
+	if err := Format(mem, 0, MinSize); err != nil {
+		t.Fatal(err)
+	}
+	h = &heldSyncs{Device: mem, entered: make(chan chan error)}
+	j, err := Open(h, 0, MinSize, Options{MaxInFlight: 2, DeferApply: deferApply})
+	syncedHook = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.hold.Store(true)
+	a, b := make(chan error, 1), make(chan error, 1)
+	go func() { a <- commitOne(j, w(MinSize, stamp(1))) }()
+	syncA = <-h.entered
+	// A's sync is held, yet B's batch is written and its sync started: that
+	// is the overlap MaxInFlight allows.
+	go func() { b <- commitOne(j, w(MinSize+8, stamp(2))) }()
+	syncB = <-h.entered
+	return mem, h, j, a, b, syncA, syncB, ch
+}
+
+// closeHeld closes j, answering the syncs Close itself does.
+func closeHeld(t *testing.T, h *heldSyncs, j *Journal) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- j.Close() }()
+	for {
+		select {
+		case answer := <-h.entered:
+			answer <- nil
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			return
+		}
+	}
+}
+
+// TestInFlightReleasesInOrder lets B's sync return before A's: both commit,
+// and both are on the device after a reopen.
+func TestInFlightReleasesInOrder(t *testing.T) {
+	for _, deferApply := range []bool{false, true} {
+		mem, h, j, resA, resB, syncA, syncB, handled := twoInFlight(t, deferApply)
+		syncB <- nil
+		<-handled
+		if st := j.Stats(); st.Commits != 0 {
+			t.Fatalf("defer=%v: B's sync returned before A's and %d commits completed, want 0", deferApply, st.Commits)
+		}
+		syncA <- nil
+		if err := <-resA; err != nil {
+			t.Fatalf("defer=%v: A: %v", deferApply, err)
+		}
+		if err := <-resB; err != nil {
+			t.Fatalf("defer=%v: B: %v", deferApply, err)
+		}
+		if st := j.Stats(); st.Groups != 2 || st.Commits != 2 {
+			t.Errorf("defer=%v: stats %+v, want 2 groups of one commit", deferApply, st)
+		}
+		closeHeld(t, h, j)
+		j2 := mustOpen(t, mem, 0, MinSize)
+		j2.Close()
+		wantAt(t, mem, MinSize, stamp(1))
+		wantAt(t, mem, MinSize+8, stamp(2))
+	}
+}
+
+// TestInFlightEarlierSyncFails has B's sync succeed first and A's fail: B
+// must fail too. Its sync proves nothing, since A's writes (and, after a
+// failed fdatasync, anything unsynced) may be gone; acknowledging B when
+// its own sync returned would have let an acknowledged commit sit behind a
+// lost one.
+func TestInFlightEarlierSyncFails(t *testing.T) {
+	_, h, j, resA, resB, syncA, syncB, handled := twoInFlight(t, false)
+	syncB <- nil
+	<-handled
+	syncA <- device.EIO
+	if err := <-resA; !errors.Is(err, ErrFailed) || !errors.Is(err, device.EIO) {
+		t.Errorf("A: %v, want ErrFailed wrapping EIO", err)
+	}
+	if err := <-resB; !errors.Is(err, ErrFailed) {
+		t.Errorf("B, whose own sync succeeded after A's was issued: %v, want ErrFailed", err)
+	}
+	if err := commitOne(j, w(MinSize+16, stamp(3))); !errors.Is(err, ErrFailed) {
+		t.Errorf("commit after the failure: %v, want ErrFailed", err)
+	}
+	closeHeld(t, h, j)
+}
+
+// TestInFlightCloseWaits closes the journal with two syncs held: Close
+// waits for both and reports each commit's real outcome.
+func TestInFlightCloseWaits(t *testing.T) {
+	_, h, j, resA, resB, syncA, syncB, _ := twoInFlight(t, true)
+	closed := make(chan error, 1)
+	go func() { closed <- j.Close() }()
+	syncA <- nil
+	syncB <- nil
+	for done := false; !done; {
+		select {
+		case answer := <-h.entered:
+			answer <- nil
+		case err := <-closed:
+			if err != nil {
+				t.Fatal(err)
+			}
+			done = true
+		}
+	}
+	if err := <-resA; err != nil {
+		t.Errorf("A: %v", err)
+	}
+	if err := <-resB; err != nil {
+		t.Errorf("B: %v", err)
+	}
+}
