@@ -16,6 +16,9 @@ type Params struct {
 	JournalSize int64
 	BlockSize   int  // the block size the device reports: 512 or 4096
 	PosChecker  bool // the garbage checker decides by position alone
+	// SyncsInFlight is the log's Config.SyncsInFlight: with more than one,
+	// group commits overlap and crashes land between them.
+	SyncsInFlight int
 }
 
 // DataSize is the bytes of the data area these parameters give.
@@ -180,6 +183,9 @@ func GenHistory(s Source, lim Limits) *History {
 			h.Steps = append(h.Steps, st)
 		}
 	}
+	// Drawn last so that every earlier draw, and so every stored seed's
+	// history, stays what it was.
+	h.SyncsInFlight = 1 + s.Intn(3)
 	return h
 }
 
@@ -228,7 +234,7 @@ func recordSize(s Source, h *History) int {
 // String describes the history compactly, for violation reports.
 func (h *History) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "dev=%d pad=%d journal=%d bs=%d posChecker=%v garbage=%d%% budget=%d pressure=%v;", h.DevSize, h.Pad, h.JournalSize, h.BlockSize, h.PosChecker, h.GarbagePct, h.Budget, h.Pressure)
+	fmt.Fprintf(&b, "dev=%d pad=%d journal=%d bs=%d posChecker=%v garbage=%d%% budget=%d pressure=%v inflight=%d;", h.DevSize, h.Pad, h.JournalSize, h.BlockSize, h.PosChecker, h.GarbagePct, h.Budget, h.Pressure, h.SyncsInFlight)
 	for i, st := range h.Steps {
 		switch st.Kind {
 		case StepReopen:

@@ -37,7 +37,7 @@ func wrapDev(c *device.Crash, bs int) device.Device {
 // config is the Config a history's log runs with: no timer-driven
 // collection, so that the collector runs only when asked or under pressure.
 func (p Params) config(checker pipeline.GarbageChecker) pipeline.Config {
-	cfg := pipeline.Config{JournalSize: p.JournalSize, Checker: checker, CollectInterval: time.Hour}
+	cfg := pipeline.Config{JournalSize: p.JournalSize, Checker: checker, CollectInterval: time.Hour, SyncsInFlight: p.SyncsInFlight}
 	if p.Pad > 0 {
 		cfg.Offset, cfg.Size = p.Pad, p.DevSize-2*p.Pad
 	}

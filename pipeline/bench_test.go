@@ -98,9 +98,25 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
+// BenchmarkAppendSyncsInFlight compares one group commit syncing at a time
+// with four overlapping, on the cells where it matters.
+func BenchmarkAppendSyncsInFlight(b *testing.B) {
+	for _, c := range []struct{ size, writers int }{{4096, 16}, {4096, 64}, {65536, 16}} {
+		for _, n := range []int{1, 4} {
+			b.Run(fmt.Sprintf("size=%d/writers=%d/inflight=%d", c.size, c.writers, n), func(b *testing.B) {
+				benchAppendWith(b, false, c.size, c.writers, n)
+			})
+		}
+	}
+}
+
 func benchAppend(b *testing.B, direct bool, size, writers int) {
+	benchAppendWith(b, direct, size, writers, 0)
+}
+
+func benchAppendWith(b *testing.B, direct bool, size, writers, inflight int) {
 	dev := benchFile(b, direct)
-	cfg := pipeline.Config{Checker: allGarbage{}}
+	cfg := pipeline.Config{Checker: allGarbage{}, SyncsInFlight: inflight}
 	if err := pipeline.Format(dev, cfg); err != nil {
 		b.Fatal(err)
 	}

@@ -17,6 +17,20 @@ type Config struct {
 	JournalSize     int64          // bytes for the journal inside the region (0: a default)
 	Checker         GarbageChecker // nil: nothing is garbage
 	CollectInterval time.Duration  // 0: a default; the collector also runs under pressure
+	// SyncsInFlight is how many group commits may be syncing at once (0: a
+	// default of 4). A group is acknowledged only once its sync and every
+	// earlier one have returned; overlapping them lets a disk that works
+	// on several flushes at a time commit more groups per second. 1 gives
+	// one sync at a time.
+	SyncsInFlight int
+}
+
+// syncsInFlight is cfg.SyncsInFlight or its default.
+func (cfg Config) syncsInFlight() int {
+	if cfg.SyncsInFlight > 0 {
+		return cfg.SyncsInFlight
+	}
+	return defaultSyncsInFlight
 }
 
 // Position is a record's virtual position: it only ever increases and is
@@ -55,6 +69,7 @@ func (f GarbageFunc) IsGarbage(pos Position, payload []byte) (bool, error) { ret
 
 const (
 	defaultCollectInterval = time.Second
+	defaultSyncsInFlight   = 1
 	minDataSize            = 4 * layout.Align
 	maxJournalSize         = 4 << 20
 )

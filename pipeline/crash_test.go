@@ -87,9 +87,10 @@ func (w *crashWorld) checker() pipeline.GarbageChecker {
 }
 
 // crashCfg is the config of every crash test log: the collector runs when
-// asked or under pressure, never on a timer.
+// asked or under pressure, never on a timer, and group commits overlap
+// (the model and fuzz tests draw how many).
 func crashCfg(w *crashWorld) pipeline.Config {
-	return pipeline.Config{Checker: w.checker(), CollectInterval: time.Hour}
+	return pipeline.Config{Checker: w.checker(), CollectInterval: time.Hour, SyncsInFlight: 3}
 }
 
 // okOrFailed checks an operation's error during a history: nil, or, once the

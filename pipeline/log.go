@@ -61,6 +61,7 @@ func start(dev device.Device, j *wal.Journal, f formatted, cfg Config, t layout.
 	}
 	l.readers.New = func() any { return &stages.FrameReader{Dev: dev, Geo: f.geo} }
 	l.committer = stages.NewCommitter(j, f.geo, f.id, t.Epoch, t.Gen, t.Tail, &l.pub)
+	l.committer.Depth = cfg.syncsInFlight()
 	l.committer.OnFail = func(err error) {
 		l.failed.Store(&err)
 		select {

@@ -543,7 +543,8 @@ func TestLogModel(t *testing.T) {
 			dev: device.NewMem(modelDev), collected: map[uint64][]byte{},
 			garbage: map[uint64]bool{}, signal: make(chan struct{}, 1), epoch: 2,
 		}
-		m.cfg = pipeline.Config{JournalSize: modelJournal, Checker: m, CollectInterval: time.Hour}
+		m.cfg = pipeline.Config{JournalSize: modelJournal, Checker: m, CollectInterval: time.Hour,
+			SyncsInFlight: rapid.IntRange(0, 3).Draw(t, "syncs in flight")}
 		if err := pipeline.Format(m.dev, m.cfg); err != nil {
 			t.Fatal(err)
 		}

@@ -25,7 +25,7 @@ func Open(dev device.Device, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	j, err := wal.Open(dev, g.geo.JournalOff, g.geo.JournalSize, wal.Options{DeferApply: true})
+	j, err := wal.Open(dev, g.geo.JournalOff, g.geo.JournalSize, wal.Options{DeferApply: true, MaxInFlight: cfg.syncsInFlight()})
 	if err != nil {
 		if errors.Is(err, wal.ErrBadFormat) {
 			return nil, fmt.Errorf("%w: journal: %w", ErrBadFormat, err)

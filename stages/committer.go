@@ -2,7 +2,6 @@ package stages
 
 import (
 	"container/heap"
-	"context"
 	"fmt"
 
 	"github.com/ringlog/ringlog/internal/layout"
@@ -12,14 +11,18 @@ import (
 // Committer makes the tail durable in order. Writes complete out of order
 // (reservations are committed whenever their callers finish); the committer
 // keeps them in a min-heap by position, takes the contiguous run that starts
-// at the durable tail, and commits one journal transaction with the new tail.
-// That transaction's single fdatasync covers the run's data too, since the
-// data was written before it. While it is in flight the next group gathers
-// in the input channel.
+// where the last group ended, and submits one journal transaction with the
+// new tail. That transaction's single fdatasync covers the run's data too,
+// since the data was written before it.
+//
+// Up to Depth groups are in flight at once: while earlier syncs are still
+// running the next group is submitted, so a disk that overlaps flushes
+// serves more groups per second. Groups are released strictly in order,
+// each once its own sync and every earlier one has returned.
 type Committer struct {
 	In chan Completion
-	// Idle, if set, gets a token whenever the committer has nothing to
-	// commit (Writer.Idle).
+	// Idle, if set, gets a token whenever the committer could start a
+	// group but has nothing to put in it (Writer.Idle).
 	Idle chan<- struct{}
 	// Recycle, if set, takes waiter lists back to the writer.
 	Recycle chan<- []*Waiter
@@ -29,37 +32,47 @@ type Committer struct {
 	FormatID uint64
 	Epoch    uint32
 	Pub      *Published
+	// Depth is how many groups may be in flight at once (at least 1; the
+	// journal's MaxInFlight should be as large, or its syncs do not
+	// overlap).
+	Depth int
 	// OnFail is called once, from the committer's goroutine, when the log
 	// must stop accepting writes.
 	OnFail func(error)
 
-	gen     uint64 // generation of the last tail record written
-	durable uint64
+	gen     uint64 // generation of the last tail record submitted
+	durable uint64 // end of the last group released
+	issued  uint64 // end of the last group submitted
 	pending completionHeap
-	group   []*Waiter
+	flights []*tailFlight // submitted, oldest first
+	spare   []*tailFlight
 	failed  error
 	buf     [layout.StateLen]byte
-	tx      *wal.Tx // reused for every tail record
+}
+
+// tailFlight is one group between the submission of its tail record and
+// its release.
+type tailFlight struct {
+	tx      *wal.Tx // reused through BeginWith
+	group   []*Waiter
+	end     uint64
+	records uint64
 }
 
 // NewCommitter returns a committer whose durable tail is tail, the last
 // tail record having generation gen.
 func NewCommitter(j *wal.Journal, geo layout.Geometry, formatID uint64, epoch uint32, gen, tail uint64, pub *Published) *Committer {
 	pub.Durable.Store(tail)
-	return &Committer{In: make(chan Completion, 1024), Journal: j, Geo: geo, FormatID: formatID, Epoch: epoch, Pub: pub, gen: gen, durable: tail}
+	return &Committer{In: make(chan Completion, 1024), Journal: j, Geo: geo, FormatID: formatID, Epoch: epoch, Pub: pub, Depth: 1,
+		gen: gen, durable: tail, issued: tail}
 }
 
 // Run is the committer's goroutine.
 func (c *Committer) Run(quit <-chan struct{}) {
 	defer c.closeAll()
-	c.signalIdle()
 	for {
-		select {
-		case x := <-c.In:
-			c.push(x)
-		case <-quit:
-			return
-		}
+		// Everything already queued joins the next group: that is the
+		// whole of group commit, with no timer.
 	gather:
 		for {
 			select {
@@ -69,11 +82,38 @@ func (c *Committer) Run(quit <-chan struct{}) {
 				break gather
 			}
 		}
-		c.advance()
-		if len(c.pending) == 0 || c.pending[0].Start > c.durable {
+		if c.ready() && len(c.flights) < c.depth() {
+			c.submit()
+			continue
+		}
+		if len(c.flights) < c.depth() {
+			// Only now, with a free slot and nothing to put in it, is the
+			// writer told to write what it has staged: a token sent while
+			// completions sit unread in In would have it write early for
+			// nothing.
 			c.signalIdle()
 		}
+		var oldest <-chan struct{}
+		if len(c.flights) > 0 {
+			oldest = c.flights[0].tx.Done()
+		}
+		select {
+		case x := <-c.In:
+			c.push(x)
+		case <-oldest:
+			c.release()
+		case <-quit:
+			return
+		}
 	}
+}
+
+func (c *Committer) depth() int { return max(c.Depth, 1) }
+
+// ready reports whether submit has something to do: a completion where the
+// last group ended, or, once failed, any completion at all.
+func (c *Committer) ready() bool {
+	return len(c.pending) > 0 && (c.pending[0].Start <= c.issued || c.failed != nil)
 }
 
 // push and pop keep the heap with container/heap's Fix, which, unlike Push
@@ -118,7 +158,14 @@ func (c *Committer) signalIdle() {
 	}
 }
 
+// closeAll runs when the log closes. The journal outlives the stages, so
+// the groups in flight get their real outcome; completions not yet
+// submitted get ErrClosed.
 func (c *Committer) closeAll() {
+	for len(c.flights) > 0 {
+		<-c.flights[0].tx.Done()
+		c.release()
+	}
 	for _, x := range c.pending {
 		for _, w := range x.Waiters {
 			w.Finish(w.Pos, ErrClosed)
@@ -127,17 +174,27 @@ func (c *Committer) closeAll() {
 	c.pending = nil
 }
 
-// advance commits the contiguous run at the durable tail, if any.
-func (c *Committer) advance() {
-	c.group = c.group[:0]
-	cursor := c.durable
-	records := uint64(0)
+// flight returns a tailFlight for the next group, reusing a released one.
+func (c *Committer) flight() *tailFlight {
+	if n := len(c.spare); n > 0 {
+		f := c.spare[n-1]
+		c.spare = c.spare[:n-1]
+		return f
+	}
+	return new(tailFlight)
+}
+
+// submit takes the contiguous run that starts where the last group ended
+// and submits its tail record.
+func (c *Committer) submit() {
+	f := c.flight()
+	cursor := c.issued
 	var werr error
 	for len(c.pending) > 0 && (c.pending[0].Start <= cursor || c.failed != nil) {
 		x := c.pop()
 		cursor = max(cursor, x.End)
-		c.group = append(c.group, x.Waiters...)
-		records += uint64(len(x.Waiters))
+		f.group = append(f.group, x.Waiters...)
+		f.records += uint64(len(x.Waiters))
 		c.recycle(x.Waiters)
 		if x.Err != nil && werr == nil {
 			werr = x.Err
@@ -147,60 +204,86 @@ func (c *Committer) advance() {
 		c.fail(werr)
 	}
 	if c.failed != nil {
-		c.takeRest()
-		for _, w := range c.group {
-			w.Finish(w.Pos, fmt.Errorf("%w: %w", ErrFailed, c.failed))
-		}
+		c.takeRest(f)
+		c.finish(f, fmt.Errorf("%w: %w", ErrFailed, c.failed))
 		return
 	}
-	if cursor == c.durable {
-		for _, w := range c.group { // only possible for empty completions
-			w.Finish(w.Pos, nil)
+	if cursor == c.issued {
+		// Only empty completions: durable once every group before them is.
+		if n := len(c.flights); n > 0 {
+			last := c.flights[n-1]
+			last.group = append(last.group, f.group...)
+			last.records += f.records
+			f.group, f.records = f.group[:0], 0
+			c.spare = append(c.spare, f)
+			return
 		}
+		c.finish(f, nil)
 		return
 	}
-	if err := c.commitTail(cursor); err != nil {
-		c.fail(err)
-		c.takeRest()
-		for _, w := range c.group {
-			w.Finish(w.Pos, fmt.Errorf("%w: %w", ErrFailed, err))
-		}
+	t := layout.Tail{Gen: c.gen + 1, FormatID: c.FormatID, Tail: cursor, Synced: c.durable, Epoch: c.Epoch}
+	t.Encode(c.buf[:])
+	f.tx = c.Journal.BeginWith(f.tx)
+	f.tx.Write(c.Geo.TailSlot(0), c.buf[:])
+	f.tx.Write(c.Geo.TailSlot(1), c.buf[:])
+	if err := c.Journal.Submit(f.tx); err != nil {
+		c.fail(fmt.Errorf("ringlog: commit tail: %w", err))
+		c.takeRest(f)
+		c.finish(f, fmt.Errorf("%w: %w", ErrFailed, c.failed))
 		return
 	}
-	c.Pub.Bytes.Add(cursor - c.durable)
-	c.durable = cursor
-	c.Pub.Durable.Store(cursor)
-	c.Pub.Appends.Add(records)
+	c.gen = t.Gen
+	f.end = cursor
+	c.issued = cursor
+	c.flights = append(c.flights, f)
+}
+
+// release handles the outcome of the oldest group in flight, whose Done
+// token has been received. The journal completes transactions in order, so
+// a nil outcome means every earlier group is durable too.
+func (c *Committer) release() {
+	f := c.flights[0]
+	// Shift down rather than reslice, so the array is reused for ever.
+	n := copy(c.flights, c.flights[1:])
+	c.flights[n] = nil
+	c.flights = c.flights[:n]
+	if err := f.tx.Result(); err != nil {
+		if c.failed == nil {
+			c.fail(fmt.Errorf("ringlog: commit tail: %w", err))
+		}
+		// Later groups fail with their own transactions; completions not
+		// yet submitted never will be.
+		c.takeRest(f)
+		c.finish(f, fmt.Errorf("%w: %w", ErrFailed, c.failed))
+		return
+	}
+	c.Pub.Bytes.Add(f.end - c.durable)
+	c.durable = f.end
+	c.Pub.Durable.Store(f.end)
+	c.Pub.Appends.Add(f.records)
 	c.Pub.Groups.Add(1)
-	for _, w := range c.group {
-		w.Finish(w.Pos, nil)
+	c.finish(f, nil)
+}
+
+// finish finishes a group's waiters and keeps the flight for reuse.
+func (c *Committer) finish(f *tailFlight, err error) {
+	for _, w := range f.group {
+		w.Finish(w.Pos, err)
 	}
+	clear(f.group)
+	f.group, f.records, f.end = f.group[:0], 0, 0
+	c.spare = append(c.spare, f)
 }
 
 // takeRest moves every completion still pending, contiguous or not, into
-// the group: once the log has failed none can become durable, and their
+// f's group: once the log has failed none can become durable, and their
 // callers must not wait for the gaps before them to be filled.
-func (c *Committer) takeRest() {
+func (c *Committer) takeRest(f *tailFlight) {
 	for len(c.pending) > 0 {
 		x := c.pop()
-		c.group = append(c.group, x.Waiters...)
+		f.group = append(f.group, x.Waiters...)
 		c.recycle(x.Waiters)
 	}
-}
-
-// commitTail writes both copies of the tail record in one transaction.
-func (c *Committer) commitTail(tail uint64) error {
-	t := layout.Tail{Gen: c.gen + 1, FormatID: c.FormatID, Tail: tail, Synced: c.durable, Epoch: c.Epoch}
-	t.Encode(c.buf[:])
-	tx := c.Journal.BeginWith(c.tx)
-	c.tx = tx
-	tx.Write(c.Geo.TailSlot(0), c.buf[:])
-	tx.Write(c.Geo.TailSlot(1), c.buf[:])
-	if err := c.Journal.Commit(context.Background(), tx); err != nil {
-		return fmt.Errorf("ringlog: commit tail: %w", err)
-	}
-	c.gen = t.Gen
-	return nil
 }
 
 func (c *Committer) fail(err error) {

@@ -217,7 +217,9 @@ func (c *committer) flush() {
 func (c *committer) release() {
 	for len(c.flights) > 0 && c.flights[0].synced {
 		f := c.flights[0]
-		c.flights = c.flights[1:]
+		n := copy(c.flights, c.flights[1:]) // reuses the array for ever
+		c.flights[n] = nil
+		c.flights = c.flights[:n]
 		err := f.err
 		if err != nil {
 			err = fmt.Errorf("wal: sync batch: %w", err)
