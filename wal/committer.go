@@ -152,15 +152,10 @@ func (c *committer) gather() {
 
 func (c *committer) add(tx *Tx) {
 	if c.failed != nil {
-		c.finish(tx, fmt.Errorf("%w: %w", ErrFailed, c.failed))
+		tx.finish(fmt.Errorf("%w: %w", ErrFailed, c.failed))
 		return
 	}
 	c.pending[tx.seq] = tx
-}
-
-func (c *committer) finish(tx *Tx, err error) {
-	tx.result = err
-	tx.done <- struct{}{} // capacity 1, sent once: the Tx can be reused
 }
 
 // flush writes every transaction that is ready in Begin order, in groups
@@ -181,7 +176,7 @@ func (c *committer) flush() {
 			}
 			if tx.err != nil {
 				if tx.state.CompareAndSwap(txQueued, txTaken) {
-					c.finish(tx, tx.err)
+					tx.finish(tx.err)
 				}
 				delete(c.pending, c.nextTx)
 				c.nextTx++
@@ -206,7 +201,7 @@ func (c *committer) flush() {
 			c.fail(err)
 			err = fmt.Errorf("%w: %w", ErrFailed, err)
 			for _, tx := range c.group {
-				c.finish(tx, err)
+				tx.finish(err)
 			}
 		}
 	}
@@ -235,7 +230,7 @@ func (c *committer) release() {
 			err = fmt.Errorf("%w: %w", ErrFailed, c.failed)
 		}
 		for _, tx := range f.group {
-			c.finish(tx, err)
+			tx.finish(err)
 		}
 		clear(f.group)
 		f.group, f.err, f.synced = f.group[:0], nil, false
@@ -377,7 +372,7 @@ func (c *committer) fail(err error) {
 	for seq, tx := range c.pending {
 		delete(c.pending, seq)
 		if tx.state.CompareAndSwap(txQueued, txTaken) {
-			c.finish(tx, fmt.Errorf("%w: %w", ErrFailed, err))
+			tx.finish(fmt.Errorf("%w: %w", ErrFailed, err))
 		}
 	}
 }
@@ -390,7 +385,7 @@ func (c *committer) shutdown() {
 	for seq, tx := range c.pending {
 		delete(c.pending, seq)
 		if tx.state.CompareAndSwap(txQueued, txTaken) {
-			c.finish(tx, ErrClosed)
+			tx.finish(ErrClosed)
 		}
 	}
 	c.refuseQueued()
@@ -402,7 +397,7 @@ func (c *committer) refuseQueued() {
 		select {
 		case tx := <-c.j.submit:
 			if tx.state.CompareAndSwap(txQueued, txTaken) {
-				c.finish(tx, ErrClosed)
+				tx.finish(ErrClosed)
 			}
 		default:
 			return

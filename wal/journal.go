@@ -175,8 +175,7 @@ func (j *Journal) Submit(tx *Tx) error {
 		// The committer may have taken its last look at the queue before
 		// tx arrived; whichever of the two claims tx refuses it.
 		if tx.state.CompareAndSwap(txQueued, txTaken) {
-			tx.result = ErrClosed
-			tx.done <- struct{}{}
+			tx.finish(ErrClosed)
 		}
 	default:
 	}

@@ -49,6 +49,13 @@ func (t *Tx) Write(off int64, p []byte) {
 	t.size += len(p)
 }
 
+// finish gives a transaction its outcome. Whoever moved it to txTaken
+// calls it, once.
+func (t *Tx) finish(err error) {
+	t.result = err
+	t.done <- struct{}{} // capacity 1, sent once: the Tx can be reused
+}
+
 // Done delivers one token once a submitted transaction has its outcome
 // (Result). Commit consumes it; after Submit the caller receives it.
 func (t *Tx) Done() <-chan struct{} { return t.done }
