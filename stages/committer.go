@@ -204,8 +204,7 @@ func (c *Committer) submit() {
 		c.fail(werr)
 	}
 	if c.failed != nil {
-		c.takeRest(f)
-		c.finish(f, fmt.Errorf("%w: %w", ErrFailed, c.failed))
+		c.failGroup(f)
 		return
 	}
 	if cursor == c.issued {
@@ -214,8 +213,7 @@ func (c *Committer) submit() {
 			last := c.flights[n-1]
 			last.group = append(last.group, f.group...)
 			last.records += f.records
-			f.group, f.records = f.group[:0], 0
-			c.spare = append(c.spare, f)
+			c.reuse(f)
 			return
 		}
 		c.finish(f, nil)
@@ -228,8 +226,7 @@ func (c *Committer) submit() {
 	f.tx.Write(c.Geo.TailSlot(1), c.buf[:])
 	if err := c.Journal.Submit(f.tx); err != nil {
 		c.fail(fmt.Errorf("ringlog: commit tail: %w", err))
-		c.takeRest(f)
-		c.finish(f, fmt.Errorf("%w: %w", ErrFailed, c.failed))
+		c.failGroup(f)
 		return
 	}
 	c.gen = t.Gen
@@ -251,10 +248,7 @@ func (c *Committer) release() {
 		if c.failed == nil {
 			c.fail(fmt.Errorf("ringlog: commit tail: %w", err))
 		}
-		// Later groups fail with their own transactions; completions not
-		// yet submitted never will be.
-		c.takeRest(f)
-		c.finish(f, fmt.Errorf("%w: %w", ErrFailed, c.failed))
+		c.failGroup(f)
 		return
 	}
 	c.Pub.Bytes.Add(f.end - c.durable)
@@ -270,20 +264,28 @@ func (c *Committer) finish(f *tailFlight, err error) {
 	for _, w := range f.group {
 		w.Finish(w.Pos, err)
 	}
+	c.reuse(f)
+}
+
+// reuse empties a flight whose waiters are finished or moved elsewhere and
+// keeps it for the next group; its tx stays for BeginWith.
+func (c *Committer) reuse(f *tailFlight) {
 	clear(f.group)
 	f.group, f.records, f.end = f.group[:0], 0, 0
 	c.spare = append(c.spare, f)
 }
 
-// takeRest moves every completion still pending, contiguous or not, into
-// f's group: once the log has failed none can become durable, and their
-// callers must not wait for the gaps before them to be filled.
-func (c *Committer) takeRest(f *tailFlight) {
+// failGroup fails f's waiters, and with them every completion still
+// pending, contiguous or not: once the log has failed none can become
+// durable, and their callers must not wait for the gaps before them to be
+// filled. Groups already submitted fail through their own transactions.
+func (c *Committer) failGroup(f *tailFlight) {
 	for len(c.pending) > 0 {
 		x := c.pop()
 		f.group = append(f.group, x.Waiters...)
 		c.recycle(x.Waiters)
 	}
+	c.finish(f, fmt.Errorf("%w: %w", ErrFailed, c.failed))
 }
 
 func (c *Committer) fail(err error) {

@@ -74,15 +74,24 @@ func pipelinedRig(t *testing.T) (*committerRig, *heldSyncs) {
 	return r, h
 }
 
+// twoGroups sends two contiguous completions and returns their waiters and
+// held syncs: the second sync starting while the first is held is the
+// overlap Depth allows.
+func twoGroups(t *testing.T, r *committerRig, h *heldSyncs) (a, b *stages.Waiter, syncA, syncB chan error) {
+	t.Helper()
+	a = r.send(0, 64, nil)
+	syncA = recv(t, h.entered, "first group's sync")
+	b = r.send(64, 128, nil)
+	syncB = recv(t, h.entered, "second group's sync, started while the first is held")
+	return a, b, syncA, syncB
+}
+
 // TestCommitterOverlapsGroups submits a second group while the first one's
 // sync is held, lets the second sync return first, and checks that nothing
 // is released until the first returns too.
 func TestCommitterOverlapsGroups(t *testing.T) {
 	r, h := pipelinedRig(t)
-	a := r.send(0, 64, nil)
-	syncA := recv(t, h.entered, "first group's sync")
-	b := r.send(64, 128, nil)
-	syncB := recv(t, h.entered, "second group's sync, started while the first is held")
+	a, b, syncA, syncB := twoGroups(t, r, h)
 	syncB <- nil
 	// The wal test TestInFlightReleasesInOrder pins down that B's
 	// transaction cannot complete first; here, a committer that released
@@ -108,10 +117,7 @@ func TestCommitterOverlapsGroups(t *testing.T) {
 // one's succeeded: both groups fail, and the log with them.
 func TestCommitterFirstOfTwoFails(t *testing.T) {
 	r, h := pipelinedRig(t)
-	a := r.send(0, 64, nil)
-	syncA := recv(t, h.entered, "first group's sync")
-	b := r.send(64, 128, nil)
-	syncB := recv(t, h.entered, "second group's sync")
+	a, b, syncA, syncB := twoGroups(t, r, h)
 	syncB <- nil
 	syncA <- device.EIO
 	waitDone(t, a, "first group")
