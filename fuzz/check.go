@@ -44,23 +44,17 @@ func (a logView) String() string {
 
 // verifier checks recovered logs against a history's model.
 type verifier struct {
-	h          *History
-	m          *Model
-	src        Source
-	cfg        pipeline.Config
-	geo        layout.Geometry
-	states     int
-	violations []string
-	probes     uint64
-	cov        Coverage
+	h      *History
+	m      *Model
+	src    Source
+	cfg    pipeline.Config
+	geo    layout.Geometry
+	probes uint64
+	tally
 }
 
 func newVerifier(h *History, src Source) *verifier {
 	return &verifier{h: h, src: src, cfg: h.config(nil), geo: h.geometry()}
-}
-
-func (v *verifier) violation(label, format string, args ...any) {
-	v.violations = append(v.violations, label+": "+fmt.Sprintf(format, args...))
 }
 
 // check verifies an open, idle log: every invariant that must hold after

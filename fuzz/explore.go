@@ -163,6 +163,35 @@ func explorePipeline(h *History, src Source, cuts, images int, stopAtFirst bool)
 		return 0, []string{fmt.Sprintf("Format: %v", err)}, Coverage{}
 	}
 	v := newVerifier(h, src)
+	exploreCuts(src, cuts, images, stopAtFirst, &v.tally,
+		func(cut, fault int64) (runResult, []string) {
+			v.m = newModel(h)
+			res := runHistory(h, v.m, bytes.Clone(base), cut, fault, v)
+			return res, v.m.problems
+		},
+		func(img []byte, label string) { v.image(img, label, nil, 0) })
+	return v.states, v.violations, v.cov
+}
+
+// tally is what a verifier counts: crash states checked, the violations
+// found and what the histories covered.
+type tally struct {
+	states     int
+	violations []string
+	cov        Coverage
+}
+
+func (t *tally) violation(label, format string, args ...any) {
+	t.violations = append(t.violations, label+": "+fmt.Sprintf(format, args...))
+}
+
+// exploreCuts runs a history without a power cut, then with the power cut
+// after a spread of op counts across that run's length (a quarter of the
+// cuts with a write or sync failing as well), and checks images of each.
+// run runs the history once and returns what it left and the problems its
+// model saw; image checks one crash image.
+func exploreCuts(src Source, cuts, images int, stopAtFirst bool, t *tally,
+	run func(cut, fault int64) (runResult, []string), image func(img []byte, label string)) {
 	var total int64 = -1
 	for j := -1; j < cuts; j++ {
 		cut, fault := int64(-1), int64(0)
@@ -172,8 +201,7 @@ func explorePipeline(h *History, src Source, cuts, images int, stopAtFirst bool)
 				fault = 1 + int64(src.Intn(int(total)+1))
 			}
 		}
-		v.m = newModel(h)
-		res := runHistory(h, v.m, bytes.Clone(base), cut, fault, v)
+		res, problems := run(cut, fault)
 		if j < 0 {
 			total = res.ops
 		}
@@ -184,18 +212,17 @@ func explorePipeline(h *History, src Source, cuts, images int, stopAtFirst bool)
 		if fault > 0 {
 			label += fmt.Sprintf(", write or sync %d failed", fault)
 		}
-		for _, p := range v.m.problems {
-			v.violation(label, "%s", p)
+		for _, p := range problems {
+			t.violation(label, "%s", p)
 		}
 		for _, ch := range pickChoices(src, res.crash.Choices(), images) {
-			v.cov.count(res.writes, ch)
-			v.image(res.crash.ImageFor(ch), fmt.Sprintf("%s, image %v", label, ch), nil, 0)
+			t.cov.count(res.writes, ch)
+			image(res.crash.ImageFor(ch), fmt.Sprintf("%s, image %v", label, ch))
 		}
-		if stopAtFirst && len(v.violations) > 0 {
+		if stopAtFirst && len(t.violations) > 0 {
 			break
 		}
 	}
-	return v.states, v.violations, v.cov
 }
 
 // pickChoices lists the images to check for a crash with these choices:

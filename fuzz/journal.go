@@ -214,18 +214,12 @@ func (m *journalModel) match(home []byte) (int, string) {
 
 // journalRunner runs a journal history.
 type journalRunner struct {
-	h       *JournalHistory
-	m       *journalModel
-	cut     int64
-	used    int64
-	crash   *device.Crash
-	dev     *recDev
-	j       *wal.Journal
-	ctx     context.Context
-	v       *journalVerifier
-	stopped bool
-	fault   int64 // the op of the first device to fail, if positive
-	opened  int64 // the device's ops when the journal was last opened
+	machine
+	h   *JournalHistory
+	m   *journalModel
+	j   *wal.Journal
+	ctx context.Context
+	v   *journalVerifier
 }
 
 // runJournal runs h on a device booted from base (taken over), the power
@@ -234,7 +228,8 @@ type journalRunner struct {
 func runJournal(h *JournalHistory, m *journalModel, base []byte, cut, fault int64, v *journalVerifier) runResult {
 	ctx, cancel := context.WithTimeout(context.Background(), stallTimeout)
 	defer cancel()
-	r := &journalRunner{h: h, m: m, cut: cut, ctx: ctx, v: v, fault: fault}
+	r := &journalRunner{h: h, m: m, ctx: ctx, v: v,
+		machine: machine{cut: cut, fault: fault, blockSize: h.BlockSize, journal: h.JournalSize}}
 	r.boot(base)
 	r.open()
 	for _, st := range h.Steps {
@@ -253,7 +248,7 @@ func runJournal(h *JournalHistory, m *journalModel, base []byte, cut, fault int6
 		}
 	}
 	if r.j != nil {
-		if r.faulted() && !r.crash.PowerCut() {
+		if r.faulted() && !r.powerCut() {
 			// A failed journal refuses commits until it is reopened.
 			r.m.mu.Lock()
 			t := &jtx{offs: []int64{0}, datas: [][]byte{{0xee}}, state: stCalled}
@@ -272,43 +267,27 @@ func runJournal(h *JournalHistory, m *journalModel, base []byte, cut, fault int6
 		}
 		r.close()
 	}
-	if r.dev.firedAt.Load() > 0 {
-		v.cov.Faults++
-	}
-	return runResult{crash: r.crash, ops: r.used + r.crash.Ops(), writes: r.dev.writes()}
+	return r.result(&v.cov)
 }
-
-func (r *journalRunner) boot(img []byte) {
-	r.crash = device.NewCrashFrom(img)
-	r.dev = &recDev{Device: wrapDev(r.crash, r.h.BlockSize), journal: r.h.JournalSize, failAt: r.fault}
-	r.fault = 0 // the first device only
-	if r.cut >= 0 {
-		r.crash.CutAfter(max(r.cut-r.used, 0))
-	}
-}
-
-// faulted reports whether an injected error hit the journal now open (or
-// being opened).
-func (r *journalRunner) faulted() bool { return r.dev.firedAt.Load() > r.opened }
 
 func (r *journalRunner) failed(op string, err error) {
-	if r.crash.PowerCut() || r.faulted() {
+	if r.powerCut() || r.faulted() {
 		return
 	}
 	r.m.problem("%s failed without a power cut: %v", op, err)
 }
 
 func (r *journalRunner) open() {
-	j, err := wal.Open(r.dev, 0, r.h.JournalSize, r.h.opts())
-	if err != nil && r.faulted() && !r.crash.PowerCut() {
-		j, err = wal.Open(r.dev, 0, r.h.JournalSize, r.h.opts()) // the error is injected once
-	}
+	var j *wal.Journal
+	err := r.machine.open(func() (err error) {
+		j, err = wal.Open(r.dev, 0, r.h.JournalSize, r.h.opts())
+		return err
+	})
 	if err != nil {
 		r.failed("Open", err)
 		r.stopped = true
 		return
 	}
-	r.opened = r.dev.ops.Load()
 	r.j = j
 }
 
@@ -395,12 +374,7 @@ func (r *journalRunner) tx(spec JournalTx) bool {
 // reboot crashes now, boots from an image, opens and checks the journal,
 // and makes the recovered home region the new base.
 func (r *journalRunner) reboot(seed uint64) {
-	src := newRNG(seed, uint64(r.cut)+1)
-	img := r.crash.ImageFor(randomChoice(src, r.crash.Choices()))
-	used := r.used + r.crash.Ops()
-	r.close()
-	r.used = used
-	r.boot(img)
+	r.machine.reboot(seed, r.close)
 	r.open()
 	if r.j == nil {
 		return
@@ -437,16 +411,10 @@ func fillPattern(p []byte, x uint64) {
 
 // journalVerifier checks crash images of a journal history.
 type journalVerifier struct {
-	h          *JournalHistory
-	m          *journalModel
-	src        Source
-	states     int
-	violations []string
-	cov        Coverage
-}
-
-func (v *journalVerifier) violation(label, format string, args ...any) {
-	v.violations = append(v.violations, label+": "+fmt.Sprintf(format, args...))
+	h   *JournalHistory
+	m   *journalModel
+	src Source
+	tally
 }
 
 // home reads the home region.
@@ -546,38 +514,12 @@ func exploreJournal(h *JournalHistory, src Source, cuts, images int, stopAtFirst
 		return 0, []string{fmt.Sprintf("Format: %v", err)}, Coverage{}
 	}
 	v := &journalVerifier{h: h, src: src}
-	var total int64 = -1
-	for j := -1; j < cuts; j++ {
-		cut := int64(-1)
-		if j >= 0 {
-			cut = (int64(j)*(total+1) + int64(src.Intn(int(total+1)))) / int64(cuts)
-		}
-		var fault int64
-		if j >= 0 && chance(src, 1, 4) {
-			fault = 1 + int64(src.Intn(int(total)+1))
-		}
-		v.m = &journalModel{base: make([]byte, h.DevSize-h.JournalSize)}
-		res := runJournal(h, v.m, bytes.Clone(base), cut, fault, v)
-		if j < 0 {
-			total = res.ops
-		}
-		label := fmt.Sprintf("power cut after %d of %d ops", cut, total)
-		if cut < 0 {
-			label = fmt.Sprintf("no power cut (%d ops)", total)
-		}
-		if fault > 0 {
-			label += fmt.Sprintf(", write or sync %d failed", fault)
-		}
-		for _, p := range v.m.problems {
-			v.violation(label, "%s", p)
-		}
-		for _, ch := range pickChoices(src, res.crash.Choices(), images) {
-			v.cov.count(res.writes, ch)
-			v.image(res.crash.ImageFor(ch), fmt.Sprintf("%s, image %v", label, ch), nil, 0)
-		}
-		if stopAtFirst && len(v.violations) > 0 {
-			break
-		}
-	}
+	exploreCuts(src, cuts, images, stopAtFirst, &v.tally,
+		func(cut, fault int64) (runResult, []string) {
+			v.m = &journalModel{base: make([]byte, h.DevSize-h.JournalSize)}
+			res := runJournal(h, v.m, bytes.Clone(base), cut, fault, v)
+			return res, v.m.problems
+		},
+		func(img []byte, label string) { v.image(img, label, nil, 0) })
 	return v.states, v.violations, v.cov
 }

@@ -63,26 +63,13 @@ func formatImage(p Params) ([]byte, error) {
 // runner executes one history on a crash device whose power fails after cut
 // writes and syncs (never if cut < 0).
 type runner struct {
+	machine
 	h       *History
 	m       *Model
-	cut     int64
-	used    int64 // ops spent on devices before the current one
-	crash   *device.Crash
-	dev     *recDev
 	l       *pipeline.Log
 	ctx     context.Context
 	checker pipeline.GarbageChecker
 	verify  *verifier // checks the log at a reboot (a crash state of its own)
-	stopped bool      // the power is cut or the history cannot go on
-	fault   int64     // the op of the first device to fail, if positive
-	opened  int64     // the device's ops when the log was last opened
-}
-
-// runResult is the device a run leaves behind and what was learnt.
-type runResult struct {
-	crash  *device.Crash
-	ops    int64   // writes and syncs the run performed (all devices)
-	writes []wkind // the unsynced writes of crash, as Choices lists them
 }
 
 // runHistory runs h on a device booted from base (taken over). If fault is
@@ -92,7 +79,8 @@ type runResult struct {
 func runHistory(h *History, m *Model, base []byte, cut, fault int64, v *verifier) runResult {
 	ctx, cancel := context.WithTimeout(context.Background(), stallTimeout)
 	defer cancel()
-	r := &runner{h: h, m: m, cut: cut, ctx: ctx, verify: v, fault: fault}
+	r := &runner{h: h, m: m, ctx: ctx, verify: v,
+		machine: machine{cut: cut, fault: fault, blockSize: h.BlockSize, geo: v.geo}}
 	if h.PosChecker {
 		r.checker = posChecker{garbageChecker{m}}
 	} else {
@@ -129,27 +117,8 @@ func runHistory(h *History, m *Model, base []byte, cut, fault int64, v *verifier
 		}
 		r.close()
 	}
-	if r.dev.firedAt.Load() > 0 {
-		v.cov.Faults++
-	}
-	return runResult{crash: r.crash, ops: r.used + r.crash.Ops(), writes: r.dev.writes()}
+	return r.result(&v.cov)
 }
-
-// boot starts a device from img with the rest of the op budget.
-func (r *runner) boot(img []byte) {
-	r.crash = device.NewCrashFrom(img)
-	r.dev = &recDev{Device: wrapDev(r.crash, r.h.BlockSize), geo: r.verify.geo, failAt: r.fault}
-	r.fault = 0 // the first device only
-	if r.cut >= 0 {
-		r.crash.CutAfter(max(r.cut-r.used, 0))
-	}
-}
-
-func (r *runner) powerCut() bool { return r.crash.PowerCut() }
-
-// faulted reports whether an injected error hit the log now open (or being
-// opened).
-func (r *runner) faulted() bool { return r.dev.firedAt.Load() > r.opened }
 
 // failed notes an operation's error: expected once the power is cut or an
 // error was injected, a violation otherwise.
@@ -175,16 +144,16 @@ func (r *runner) close() {
 }
 
 func (r *runner) open() {
-	l, err := pipeline.Open(r.dev, r.h.config(r.checker))
-	if err != nil && r.faulted() && !r.powerCut() {
-		l, err = pipeline.Open(r.dev, r.h.config(r.checker)) // the error is injected once
-	}
+	var l *pipeline.Log
+	err := r.machine.open(func() (err error) {
+		l, err = pipeline.Open(r.dev, r.h.config(r.checker))
+		return err
+	})
 	if err != nil {
 		r.failed("Open", err)
 		r.stopped = true
 		return
 	}
-	r.opened = r.dev.ops.Load()
 	r.l = l
 	r.m.log.Store(l)
 }
@@ -397,12 +366,7 @@ func (r *runner) scan() bool {
 // reboot crashes the machine now: it boots a new device from an image of
 // this one, opens the log on it and checks it (a crash state of its own).
 func (r *runner) reboot(seed uint64) {
-	src := newRNG(seed, uint64(r.cut)+1)
-	img := r.crash.ImageFor(randomChoice(src, r.crash.Choices()))
-	used := r.used + r.crash.Ops()
-	r.close()
-	r.used = used
-	r.boot(img)
+	r.machine.reboot(seed, r.close)
 	r.open()
 	if r.l == nil {
 		return
