@@ -21,6 +21,7 @@ type JournalHistory struct {
 	BlockSize   int
 	DeferApply  bool
 	MaxBatch    int
+	MaxInFlight int // batches syncing at once
 	Steps       []JournalStep
 }
 
@@ -111,12 +112,15 @@ func GenJournalHistory(s Source, lim JournalLimits) *JournalHistory {
 		}
 		h.Steps = append(h.Steps, st)
 	}
+	// Drawn last so that every earlier draw, and so every stored seed's
+	// history, stays what it was.
+	h.MaxInFlight = 1 + s.Intn(3)
 	return h
 }
 
 func (h *JournalHistory) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "dev=%d journal=%d bs=%d defer=%v maxBatch=%d;", h.DevSize, h.JournalSize, h.BlockSize, h.DeferApply, h.MaxBatch)
+	fmt.Fprintf(&b, "dev=%d journal=%d bs=%d defer=%v maxBatch=%d inflight=%d;", h.DevSize, h.JournalSize, h.BlockSize, h.DeferApply, h.MaxBatch, h.MaxInFlight)
 	for i, st := range h.Steps {
 		switch st.Kind {
 		case StepReopen:
@@ -140,7 +144,7 @@ func (h *JournalHistory) String() string {
 }
 
 func (h *JournalHistory) opts() wal.Options {
-	return wal.Options{DeferApply: h.DeferApply, MaxBatch: h.MaxBatch}
+	return wal.Options{DeferApply: h.DeferApply, MaxBatch: h.MaxBatch, MaxInFlight: h.MaxInFlight}
 }
 
 // jtx is the model of one transaction.
