@@ -152,3 +152,89 @@ func TestInFlightCloseWaits(t *testing.T) {
 		t.Errorf("B: %v", err)
 	}
 }
+
+// holdArea holds every Sync from the first write at the start of the
+// journal area on: the first batch after a checkpoint and all after it.
+type holdArea struct {
+	device.Device
+	armed   atomic.Bool
+	holding atomic.Bool
+	entered chan chan error
+}
+
+func (h *holdArea) WriteAt(p []byte, off int64) (int, error) {
+	if h.armed.Load() && off == 2*slot {
+		h.holding.Store(true)
+	}
+	return h.Device.WriteAt(p, off)
+}
+
+func (h *holdArea) Sync() error {
+	if !h.holding.Load() {
+		return h.Device.Sync()
+	}
+	answer := make(chan error)
+	h.entered <- answer
+	if err := <-answer; err != nil {
+		return err
+	}
+	return h.Device.Sync()
+}
+
+// TestInFlightAfterCheckpoint crashes with the first two batches after a
+// checkpoint in flight and only the second landed. A checkpoint's header
+// used to reach the disk only with the first new batch's sync; with two
+// batches in flight the second could land alone, over an old batch in the
+// middle of the area, while header and first batch were lost. Replay from
+// the old header then repeated the old batches up to it and rolled the home
+// region back past acknowledged commits.
+func TestInFlightAfterCheckpoint(t *testing.T) {
+	const x = MinSize // the home offset every commit rewrites
+	crash := device.NewCrash(64 << 10)
+	if err := Format(crash, 0, MinSize); err != nil {
+		t.Fatal(err)
+	}
+	h := &holdArea{Device: crash, entered: make(chan chan error)}
+	j, err := Open(h, 0, MinSize, Options{MaxInFlight: 2, DeferApply: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One-write batches take one block each: this many fill the area.
+	fill := (MinSize - 2*slot) / crash.BlockSize()
+	before := j.Stats().Checkpoints
+	for i := 1; i <= fill; i++ {
+		mustCommit(t, j, w(x, stamp(uint64(i))))
+	}
+	if got := j.Stats().Checkpoints; got != before {
+		t.Fatalf("%d commits of one block checkpointed %d times, want a full area and none", fill, got-before)
+	}
+	h.armed.Store(true)
+	resA, resB := make(chan error, 1), make(chan error, 1)
+	go func() { resA <- commitOne(j, w(x, stamp(1000))) }()
+	syncA := <-h.entered
+	if got := j.Stats().Checkpoints; got != before+1 {
+		t.Fatalf("the commit after a full area checkpointed %d times, want once", got-before)
+	}
+	go func() { resB <- commitOne(j, w(x, stamp(1001))) }()
+	syncB := <-h.entered
+
+	// The image: of the writes not yet synced, only the last (B's batch)
+	// landed.
+	choices := make([]int, len(crash.Choices()))
+	choices[len(choices)-1] = 1
+	img := crash.ImageFor(choices)
+
+	syncA <- device.EIO
+	syncB <- device.EIO
+	<-resA
+	<-resB
+	j.Close()
+
+	after := device.NewCrashFrom(img)
+	j2, err := Open(after, 0, MinSize, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j2.Close()
+	wantAt(t, after, x, stamp(uint64(fill)))
+}
