@@ -154,31 +154,18 @@ func TestInFlightCloseWaits(t *testing.T) {
 }
 
 // holdArea holds every Sync from the first write at the start of the
-// journal area on: the first batch after a checkpoint and all after it.
+// journal area on, once armed: the first batch after a checkpoint and all
+// after it.
 type holdArea struct {
-	device.Device
-	armed   atomic.Bool
-	holding atomic.Bool
-	entered chan chan error
+	heldSyncs
+	armed atomic.Bool
 }
 
 func (h *holdArea) WriteAt(p []byte, off int64) (int, error) {
 	if h.armed.Load() && off == 2*slot {
-		h.holding.Store(true)
+		h.hold.Store(true)
 	}
 	return h.Device.WriteAt(p, off)
-}
-
-func (h *holdArea) Sync() error {
-	if !h.holding.Load() {
-		return h.Device.Sync()
-	}
-	answer := make(chan error)
-	h.entered <- answer
-	if err := <-answer; err != nil {
-		return err
-	}
-	return h.Device.Sync()
 }
 
 // TestInFlightAfterCheckpoint crashes with the first two batches after a
@@ -194,7 +181,7 @@ func TestInFlightAfterCheckpoint(t *testing.T) {
 	if err := Format(crash, 0, MinSize); err != nil {
 		t.Fatal(err)
 	}
-	h := &holdArea{Device: crash, entered: make(chan chan error)}
+	h := &holdArea{heldSyncs: heldSyncs{Device: crash, entered: make(chan chan error)}}
 	j, err := Open(h, 0, MinSize, Options{MaxInFlight: 2, DeferApply: true})
 	if err != nil {
 		t.Fatal(err)
