@@ -18,10 +18,11 @@ type Config struct {
 	Checker         GarbageChecker // nil: nothing is garbage
 	CollectInterval time.Duration  // 0: a default; the collector also runs under pressure
 	// SyncsInFlight is how many group commits may be syncing at once (0: a
-	// default of 4). A group is acknowledged only once its sync and every
+	// default of 2). A group is acknowledged only once its sync and every
 	// earlier one have returned; overlapping them lets a disk that works
-	// on several flushes at a time commit more groups per second. 1 gives
-	// one sync at a time.
+	// on several flushes at a time commit more groups per second, and lets
+	// callers released by one sync start the next group without waiting
+	// for the sync after it. 1 gives one sync at a time.
 	SyncsInFlight int
 }
 
@@ -69,7 +70,7 @@ func (f GarbageFunc) IsGarbage(pos Position, payload []byte) (bool, error) { ret
 
 const (
 	defaultCollectInterval = time.Second
-	defaultSyncsInFlight   = 1
+	defaultSyncsInFlight   = 2
 	minDataSize            = 4 * layout.Align
 	maxJournalSize         = 4 << 20
 )

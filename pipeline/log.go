@@ -61,7 +61,10 @@ func start(dev device.Device, j *wal.Journal, f formatted, cfg Config, t layout.
 	}
 	l.readers.New = func() any { return &stages.FrameReader{Dev: dev, Geo: f.geo} }
 	l.committer = stages.NewCommitter(j, f.geo, f.id, t.Epoch, t.Gen, t.Tail, &l.pub)
-	l.committer.Depth = cfg.syncsInFlight()
+	// One group more than there are syncs: when a sync returns, the
+	// next group is already queued at the journal, whose goroutine
+	// starts its sync at once instead of waiting for this one's.
+	l.committer.Depth = cfg.syncsInFlight() + 1
 	l.committer.OnFail = func(err error) {
 		l.failed.Store(&err)
 		select {

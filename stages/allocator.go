@@ -2,6 +2,7 @@ package stages
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/ringlog/ringlog/internal/layout"
 )
@@ -57,6 +58,7 @@ func (a *Allocator) Run(quit <-chan struct{}) {
 		select {
 		case r := <-a.In:
 			a.queue = append(a.queue, r)
+			a.gather()
 		case h := <-a.Freed:
 			a.head = max(a.head, h)
 		case <-a.Poke:
@@ -66,6 +68,21 @@ func (a *Allocator) Run(quit <-chan struct{}) {
 		}
 		if !a.place(quit) {
 			a.closeAll()
+			return
+		}
+	}
+}
+
+// gather lets callers that are runnable but have not yet submitted run
+// first, then takes everything they queued: a burst of appends is placed and
+// handed to the writer in one go instead of one scheduling round each.
+func (a *Allocator) gather() {
+	runtime.Gosched()
+	for {
+		select {
+		case r := <-a.In:
+			a.queue = append(a.queue, r)
+		default:
 			return
 		}
 	}

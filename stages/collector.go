@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/ringlog/ringlog/internal/layout"
@@ -14,6 +15,9 @@ import (
 type Checker interface {
 	IsGarbage(pos uint64, payload []byte) (bool, error)
 }
+
+// yieldEvery is how many bytes of frames a pass walks between yields.
+const yieldEvery = 256 << 10
 
 // readAhead is how much the collector reads at once while it walks frames.
 const readAhead = 1 << 20
@@ -102,6 +106,7 @@ func (c *Collector) pass() error {
 	step := uint64(c.Reader.Geo.DataSize / 16)
 	pc, byPos := c.Checker.(PositionChecker)
 	cur := c.head
+	yielded := cur
 	var collected uint64
 	var stop error
 	for cur < durable {
@@ -139,6 +144,13 @@ func (c *Collector) pass() error {
 			collected++
 		}
 		cur += h.Stride()
+		if cur-yielded >= yieldEvery {
+			// The collector is background work: every so often it steps
+			// back so that a stage on the commit path, woken meanwhile, does
+			// not wait behind a long pass for a processor.
+			yielded = cur
+			runtime.Gosched()
+		}
 		if cur-c.head >= step {
 			if err := c.advance(cur, &collected); err != nil {
 				return err

@@ -45,6 +45,7 @@ type Committer struct {
 	issued  uint64 // end of the last group submitted
 	pending completionHeap
 	flights []*tailFlight // submitted, oldest first
+	synced  []*tailFlight // durable, their waiters not yet woken
 	spare   []*tailFlight
 	failed  error
 	buf     [layout.StateLen]byte
@@ -86,6 +87,10 @@ func (c *Committer) Run(quit <-chan struct{}) {
 			c.submit()
 			continue
 		}
+		// Callers are woken only once the next group is on its way: each
+		// one woken goes ahead of the journal's goroutine in the run
+		// queue, and dozens of them would hold back the next sync.
+		c.wake()
 		if len(c.flights) < c.depth() {
 			// Only now, with a free slot and nothing to put in it, is the
 			// writer told to write what it has staged: a token sent while
@@ -166,6 +171,7 @@ func (c *Committer) closeAll() {
 		<-c.flights[0].tx.Done()
 		c.release()
 	}
+	c.wake()
 	for _, x := range c.pending {
 		for _, w := range x.Waiters {
 			w.Finish(w.Pos, ErrClosed)
@@ -256,7 +262,16 @@ func (c *Committer) release() {
 	c.Pub.Durable.Store(f.end)
 	c.Pub.Appends.Add(f.records)
 	c.Pub.Groups.Add(1)
-	c.finish(f, nil)
+	c.synced = append(c.synced, f)
+}
+
+// wake finishes the waiters of every released group.
+func (c *Committer) wake() {
+	for i, f := range c.synced {
+		c.finish(f, nil)
+		c.synced[i] = nil
+	}
+	c.synced = c.synced[:0]
 }
 
 // finish finishes a group's waiters and keeps the flight for reuse.

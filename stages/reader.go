@@ -52,8 +52,10 @@ func (r *FrameReader) frame(pos uint64, withPayload bool) (layout.Header, []byte
 	bs := int64(r.Dev.BlockSize())
 	phys := r.Geo.Phys(pos)
 	blk := phys / bs * bs
-	// Reading ahead for headers only pays while frames are small.
-	ahead := withPayload || r.lastStride < headerAheadMax
+	// Reading ahead for headers only pays while frames are small, or where
+	// every read waits for the device (O_DIRECT): there one large read
+	// costs less than a header read per frame.
+	ahead := withPayload || r.lastStride < headerAheadMax || isDirect(r.Dev)
 	head, err := r.read(pos-uint64(phys-blk), blk, bs, ahead)
 	if err != nil {
 		return layout.Header{}, nil, err
@@ -109,6 +111,12 @@ func (r *FrameReader) read(vpos uint64, off, n int64, ahead bool) ([]byte, error
 	}
 	r.winPos, r.winLen = vpos, min(keep, want)
 	return b[:n], nil
+}
+
+// isDirect reports whether dev bypasses the page cache.
+func isDirect(dev device.Device) bool {
+	d, ok := dev.(directDevice)
+	return ok && d.Direct()
 }
 
 // headerAheadMax is the frame size from which Header stops reading ahead.

@@ -1,0 +1,201 @@
+package pipeline_test
+
+import (
+	"context"
+	"flag"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ringlog/ringlog/device"
+	"github.com/ringlog/ringlog/pipeline"
+)
+
+// BenchmarkTargets measures ringlog against the device's own limits as
+// ratios, the way its performance goals are stated. Each cell alternates
+// the raw workload and ringlog's, round by round, on files of the same
+// file system, and reports the median of the per-round ratios: drift on a
+// shared machine (±35% between runs for anything that waits for
+// fdatasync) then moves both sides of each ratio alike.
+//
+// It runs once whatever b.N is (use -benchtime 1x); -targets.rounds and
+// -targets.round set how long.
+//
+//	go test -run '^$' -bench Targets -benchtime 1x ./pipeline/
+func BenchmarkTargets(b *testing.B) {
+	b.Run("writers=64/size=4096", func(b *testing.B) {
+		// Durable appends/s against one pwrite of 64 records and one
+		// fdatasync: the best any group commit of 64 writers could do.
+		raw := rawLoop(b, false, 64*4096)
+		log := logLoop(b, false, 64, 4096)
+		compare(b, raw, log, func(r, l roundResult) float64 { return l.perSec / (r.perSec * 64) }, "x-raw-batch64")
+	})
+	b.Run("writers=1/size=4096", func(b *testing.B) {
+		// One writer's median latency against one 4 KiB write+fdatasync.
+		raw := rawLoop(b, false, 4096)
+		log := logLoop(b, false, 1, 4096)
+		compare(b, raw, log, func(r, l roundResult) float64 { return float64(l.p50) / float64(r.p50) }, "x-raw-p50")
+	})
+	b.Run("writers=16/size=65536", func(b *testing.B) {
+		// Durable MB/s of 16 writers of 64 KiB records (the log buffered,
+		// its fastest mode here) against O_DIRECT: one 1 MiB write and one
+		// fdatasync per round trip, and 1 MiB writes with no sync at all.
+		raw := rawLoop(b, true, 16*65536)
+		seq := rawSeqLoop(b)
+		log := logLoop(b, false, 16, 65536)
+		results := interleave(b, raw, seq, log)
+		report(b, results, func(rs []roundResult) float64 { return rs[2].bytesPerSec / rs[0].bytesPerSec }, "x-raw-direct-synced")
+		report(b, results, func(rs []roundResult) float64 { return rs[2].bytesPerSec / rs[1].bytesPerSec }, "x-raw-direct-unsynced")
+		report(b, results, func(rs []roundResult) float64 { return rs[2].bytesPerSec / 1e6 }, "log-MB/s")
+	})
+}
+
+var (
+	targetRounds = flag.Int("targets.rounds", 5, "BenchmarkTargets: rounds per cell")
+	targetRound  = flag.Duration("targets.round", 400*time.Millisecond, "BenchmarkTargets: length of one side of a round")
+)
+
+// roundResult is what one side of one round measured.
+type roundResult struct {
+	perSec      float64 // operations per second (records, or raw write+sync round trips)
+	bytesPerSec float64
+	p50         time.Duration
+}
+
+// loop runs one side of a round for d.
+type loop func(d time.Duration) roundResult
+
+func compare(b *testing.B, raw, log loop, ratio func(raw, log roundResult) float64, unit string) {
+	results := interleave(b, raw, log)
+	report(b, results, func(rs []roundResult) float64 { return ratio(rs[0], rs[1]) }, unit)
+	report(b, results, func(rs []roundResult) float64 { return rs[1].perSec }, "log-ops/s")
+	report(b, results, func(rs []roundResult) float64 { return float64(rs[1].p50.Microseconds()) }, "log-p50-µs")
+}
+
+// interleave runs the loops in turn, rounds times, and returns each round's
+// results in the order of loops.
+func interleave(b *testing.B, loops ...loop) [][]roundResult {
+	b.Helper()
+	var rounds [][]roundResult
+	for range *targetRounds {
+		var r []roundResult
+		for _, l := range loops {
+			r = append(r, l(*targetRound))
+		}
+		rounds = append(rounds, r)
+	}
+	return rounds
+}
+
+// report reports the median over rounds of f.
+func report(b *testing.B, rounds [][]roundResult, f func([]roundResult) float64, unit string) {
+	var v []float64
+	for _, r := range rounds {
+		v = append(v, f(r))
+	}
+	slices.Sort(v)
+	b.ReportMetric(v[len(v)/2], unit)
+}
+
+// rawLoop writes n bytes with one pwrite and makes them durable with one
+// fdatasync, over and over, on a pre-written file.
+func rawLoop(b *testing.B, direct bool, n int) loop {
+	dev := benchFile(b, direct)
+	buf := device.AlignedBuffer(n)
+	var off int64
+	return func(d time.Duration) roundResult {
+		var lat []time.Duration
+		start := time.Now()
+		for time.Since(start) < d {
+			t0 := time.Now()
+			if off+int64(n) > benchRegion {
+				off = 0
+			}
+			if _, err := dev.WriteAt(buf, off); err != nil {
+				b.Fatal(err)
+			}
+			if err := dev.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			off += int64(n)
+			lat = append(lat, time.Since(t0))
+		}
+		return result(len(lat), n, time.Since(start), lat)
+	}
+}
+
+// rawSeqLoop writes 1 MiB at a time with O_DIRECT and never syncs: the
+// device's write bandwidth.
+func rawSeqLoop(b *testing.B) loop {
+	const chunk = 1 << 20
+	dev := benchFile(b, true)
+	buf := device.AlignedBuffer(chunk)
+	var off int64
+	return func(d time.Duration) roundResult {
+		start := time.Now()
+		ops := 0
+		for time.Since(start) < d {
+			if off+chunk > benchRegion {
+				off = 0
+			}
+			if _, err := dev.WriteAt(buf, off); err != nil {
+				b.Fatal(err)
+			}
+			off += chunk
+			ops++
+		}
+		return result(ops, chunk, time.Since(start), nil)
+	}
+}
+
+// logLoop has writers goroutines append size-byte records, each waiting
+// for durability before its next, on a log that recycles its region for
+// ever.
+func logLoop(b *testing.B, direct bool, writers, size int) loop {
+	dev := benchFile(b, direct)
+	cfg := pipeline.Config{Checker: allGarbage{}}
+	if err := pipeline.Format(dev, cfg); err != nil {
+		b.Fatal(err)
+	}
+	l, err := pipeline.Open(dev, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	ctx := context.Background()
+	payloads := make([][]byte, writers)
+	for i := range payloads {
+		payloads[i] = make([]byte, size)
+	}
+	return func(d time.Duration) roundResult {
+		lats := make([][]time.Duration, writers)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for w := range writers {
+			wg.Go(func() {
+				for time.Since(start) < d {
+					t0 := time.Now()
+					if _, err := l.Append(ctx, payloads[w]); err != nil {
+						b.Error(err)
+						return
+					}
+					lats[w] = append(lats[w], time.Since(t0))
+				}
+			})
+		}
+		wg.Wait()
+		all := slices.Concat(lats...)
+		return result(len(all), size, time.Since(start), all)
+	}
+}
+
+func result(ops, size int, elapsed time.Duration, lat []time.Duration) roundResult {
+	r := roundResult{perSec: float64(ops) / elapsed.Seconds()}
+	r.bytesPerSec = r.perSec * float64(size)
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		r.p50 = lat[len(lat)/2]
+	}
+	return r
+}
