@@ -166,6 +166,7 @@ func (l *Log) submit(ctx context.Context, r *stages.Request) error {
 func (l *Log) await(ctx context.Context, r *stages.Request) (uint64, error) {
 	select {
 	case <-r.Done:
+		r.PassOn()
 		return r.Pos, r.Err
 	case <-l.stopped:
 		return l.closedResult(&r.Waiter)
@@ -183,6 +184,7 @@ func (l *Log) await(ctx context.Context, r *stages.Request) (uint64, error) {
 	}
 	select {
 	case <-r.Done:
+		r.PassOn()
 		return r.Pos, r.Err
 	case <-l.stopped:
 		return l.closedResult(&r.Waiter)
@@ -194,8 +196,10 @@ func (l *Log) await(ctx context.Context, r *stages.Request) (uint64, error) {
 func (l *Log) closedResult(w *stages.Waiter) (uint64, error) {
 	select {
 	case <-w.Done:
+		w.PassOn()
 		return w.Pos, w.Err
 	default:
+		w.Abandon()
 		return 0, ErrClosed
 	}
 }

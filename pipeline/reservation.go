@@ -119,11 +119,13 @@ func (r *Reservation) seal(ctx context.Context, block []byte) error {
 	}
 	select {
 	case <-w.Done:
+		w.PassOn()
 		return w.Err
 	case <-l.stopped:
 		_, err := l.closedResult(w)
 		return err
 	case <-ctx.Done():
+		w.Abandon()
 		return ctx.Err()
 	}
 }

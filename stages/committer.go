@@ -83,19 +83,26 @@ func (c *Committer) Run(quit <-chan struct{}) {
 				break gather
 			}
 		}
-		if c.ready() && len(c.flights) < c.depth() {
-			c.submit()
-			continue
-		}
-		// Callers are woken only once the next group is on its way: each
-		// one woken goes ahead of the journal's goroutine in the run
-		// queue, and dozens of them would hold back the next sync.
+		// Whatever this goroutine readies last runs first on its processor
+		// once it blocks. So the callers of released groups are woken
+		// first (the head of each chain: FinishChain), the writer's token
+		// comes next, and the journal's goroutine, which starts the next
+		// group's sync, is readied last.
 		c.wake()
-		if len(c.flights) < c.depth() {
-			// Only now, with a free slot and nothing to put in it, is the
-			// writer told to write what it has staged: a token sent while
-			// completions sit unread in In would have it write early for
-			// nothing.
+		// The writer is told to write what it has staged only with a free
+		// slot and nothing to put in it: a token sent while completions
+		// sit unread in In would have it write early for nothing.
+		tokened := false
+		for c.ready() && len(c.flights) < c.depth() {
+			if !tokened && len(c.flights)+1 < c.depth() {
+				// A slot stays free after this group (gather has taken
+				// every completion there was).
+				c.signalIdle()
+				tokened = true
+			}
+			c.submit()
+		}
+		if !tokened && len(c.flights) < c.depth() {
 			c.signalIdle()
 		}
 		var oldest <-chan struct{}
@@ -268,7 +275,8 @@ func (c *Committer) release() {
 // wake finishes the waiters of every released group.
 func (c *Committer) wake() {
 	for i, f := range c.synced {
-		c.finish(f, nil)
+		FinishChain(f.group, nil)
+		c.reuse(f)
 		c.synced[i] = nil
 	}
 	c.synced = c.synced[:0]

@@ -2,6 +2,7 @@ package stages_test
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -178,7 +179,9 @@ func TestCommitterGroupsEverythingQueued(t *testing.T) {
 		c.In <- stages.Completion{Start: 1000 + uint64(i)*64, End: 1000 + uint64(i+1)*64, Waiters: []*stages.Waiter{w}}
 	}
 	runStage(t, c.Run)
-	for _, w := range ws {
+	// A group's callers are woken one after another in position order
+	// (FinishChain), each by the one before: wait as they would.
+	for _, w := range slices.Backward(ws) {
 		waitDone(t, w, "waiter")
 		if w.Err != nil {
 			t.Fatal(w.Err)

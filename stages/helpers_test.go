@@ -40,6 +40,7 @@ func waitDone(t *testing.T, w *stages.Waiter, what string) {
 	t.Helper()
 	select {
 	case <-w.Done:
+		w.PassOn()
 	case <-time.After(guard):
 		t.Fatalf("timed out waiting for %s to finish", what)
 	}
@@ -49,6 +50,7 @@ func waitDone(t *testing.T, w *stages.Waiter, what string) {
 func isDone(w *stages.Waiter) bool {
 	select {
 	case <-w.Done:
+		w.PassOn()
 		return true
 	default:
 		return false

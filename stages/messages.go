@@ -4,24 +4,6 @@ import (
 	"sync/atomic"
 )
 
-// Waiter is how a caller learns the outcome of an operation that other
-// goroutines complete. Exactly one stage holds a Waiter at a time and that
-// stage finishes it once.
-type Waiter struct {
-	Done chan struct{}
-	Pos  uint64
-	Err  error
-}
-
-// NewWaiter returns a waiter ready to be finished.
-func NewWaiter() *Waiter { return &Waiter{Done: make(chan struct{})} }
-
-// Finish records the outcome and wakes the caller.
-func (w *Waiter) Finish(pos uint64, err error) {
-	w.Pos, w.Err = pos, err
-	close(w.Done)
-}
-
 // Request states, in Request.State.
 const (
 	Waiting   int32 = iota // queued at the allocator

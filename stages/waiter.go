@@ -1,0 +1,85 @@
+package stages
+
+import "sync/atomic"
+
+// Waiter is how a caller learns the outcome of an operation that other
+// goroutines complete. Exactly one stage holds a Waiter at a time and that
+// stage finishes it once, alone (Finish) or as part of a group (FinishChain).
+//
+// Its owner, the goroutine waiting on Done, must call PassOn once it has
+// received from Done, and Abandon if it stops waiting before that: a waiter
+// finished in a chain wakes the next one through its owner.
+type Waiter struct {
+	Done chan struct{}
+	Pos  uint64
+	Err  error
+
+	next  *Waiter      // the waiter its owner wakes: set by FinishChain
+	chain atomic.Int32 // chainPending, chainWoken or chainAbandoned
+}
+
+// States of Waiter.chain.
+const (
+	chainPending   int32 = iota
+	chainWoken           // Done is closed and the waiter's owner passes on
+	chainAbandoned       // the owner left; whoever wakes it passes on
+)
+
+// NewWaiter returns a waiter ready to be finished.
+func NewWaiter() *Waiter { return &Waiter{Done: make(chan struct{})} }
+
+// Finish records the outcome and wakes the caller.
+func (w *Waiter) Finish(pos uint64, err error) {
+	w.Pos, w.Err = pos, err
+	close(w.Done)
+}
+
+// FinishChain gives every waiter of ws the outcome err (keeping its Pos) but
+// wakes only the first; each woken owner wakes the next (PassOn).
+//
+// Why not wake them all: a goroutine woken goes to the back of its
+// processor's run queue, and so does every goroutine readied after it. A
+// group of sixty-four callers woken at once would hold back, for as long as
+// they all take to run, the writer, committer and journal goroutines that
+// the next group's sync waits for. Woken one after another, each caller
+// hands its processor straight to the next, and a stage readied meanwhile
+// waits behind one caller instead of all of them.
+func FinishChain(ws []*Waiter, err error) {
+	if len(ws) == 0 {
+		return
+	}
+	for i, w := range ws {
+		w.Err = err
+		if i+1 < len(ws) {
+			w.next = ws[i+1]
+		}
+	}
+	head := &Waiter{next: ws[0]}
+	head.PassOn()
+}
+
+// PassOn is called by a waiter's owner once it has received from Done: it
+// wakes the next waiter of the chain, and on past any whose owner has left.
+func (w *Waiter) PassOn() {
+	for w != nil {
+		n := w.next
+		if n == nil {
+			return
+		}
+		w.next = nil
+		close(n.Done)
+		if n.chain.CompareAndSwap(chainPending, chainWoken) {
+			return // n's owner passes on
+		}
+		w = n // n's owner left: its turn falls to us
+	}
+}
+
+// Abandon is called by a waiter's owner that stops waiting before it has
+// received from Done: the chain must not stop at it.
+func (w *Waiter) Abandon() {
+	if !w.chain.CompareAndSwap(chainPending, chainAbandoned) {
+		// Woken already, though the owner did not see it: its turn.
+		w.PassOn()
+	}
+}
