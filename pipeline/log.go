@@ -206,7 +206,13 @@ func (l *Log) closedResult(w *stages.Waiter) (uint64, error) {
 		w.PassOn()
 		return w.Pos, w.Err
 	default:
+		// Finished in a group whose callers were still being woken one
+		// by one: the outcome is there, only the wake-up is not.
+		recorded := w.Recorded()
 		w.Abandon()
+		if recorded {
+			return w.Pos, w.Err
+		}
 		return 0, ErrClosed
 	}
 }

@@ -21,8 +21,9 @@ import (
 // each once its own sync and every earlier one has returned.
 type Committer struct {
 	In chan Completion
-	// Idle, if set, gets a token whenever the committer could start a
-	// group but has nothing to put in it (Writer.Idle).
+	// Idle, if set, gets a token whenever a slot for a group is free, or
+	// stays free after the groups the committer has are submitted, with
+	// nothing to put in it (Writer.Idle).
 	Idle chan<- struct{}
 	// Recycle, if set, takes waiter lists back to the writer.
 	Recycle chan<- []*Waiter
@@ -89,8 +90,8 @@ func (c *Committer) Run(quit <-chan struct{}) {
 		// comes next, and the journal's goroutine, which starts the next
 		// group's sync, is readied last.
 		c.wake()
-		// The writer is told to write what it has staged only with a free
-		// slot and nothing to put in it: a token sent while completions
+		// The writer is told to write what it has staged only when a slot
+		// will be free with nothing in it: a token sent while completions
 		// sit unread in In would have it write early for nothing.
 		tokened := false
 		for c.ready() && len(c.flights) < c.depth() {
@@ -177,8 +178,8 @@ func (c *Committer) closeAll() {
 	for len(c.flights) > 0 {
 		<-c.flights[0].tx.Done()
 		c.release()
+		c.wake() // in order: a later group may fail
 	}
-	c.wake()
 	for _, x := range c.pending {
 		for _, w := range x.Waiters {
 			w.Finish(w.Pos, ErrClosed)

@@ -137,3 +137,40 @@ func TestCommitterFirstOfTwoFails(t *testing.T) {
 		t.Errorf("OnFail called %d times, want once", len(r.fails))
 	}
 }
+
+// TestCommitterIdleTokenWithGroupsInFlight: the writer's token means "a slot
+// for a group is free and nothing fills it". It comes when the first group
+// leaves the second slot free, never while both slots are taken, and again
+// once a slot frees up.
+func TestCommitterIdleTokenWithGroupsInFlight(t *testing.T) {
+	r, h := pipelinedRig(t)
+	recv(t, r.idle, "the token at start")
+	a := r.send(0, 64, nil)
+	syncA := recv(t, h.entered, "first group's sync")
+	recv(t, r.idle, "a token while the second slot is free")
+	b := r.send(64, 128, nil)
+	syncB := recv(t, h.entered, "second group's sync")
+	// Should the test fail with the syncs held, the rig's cleanup must not
+	// wait for them for ever.
+	t.Cleanup(func() { release(syncA, syncB) })
+	// Both slots were taken when the committer last decided about the
+	// token, and it decides again only when something arrives.
+	if len(r.idle) != 0 {
+		t.Fatal("a token while both slots are taken")
+	}
+	syncA <- nil
+	waitDone(t, a, "first group")
+	recv(t, r.idle, "a token once the first slot is free")
+	syncB <- nil
+	waitDone(t, b, "second group")
+}
+
+// release answers whichever of the held syncs still waits.
+func release(syncs ...chan error) {
+	for _, s := range syncs {
+		select {
+		case s <- nil:
+		default:
+		}
+	}
+}

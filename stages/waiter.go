@@ -4,7 +4,8 @@ import "sync/atomic"
 
 // Waiter is how a caller learns the outcome of an operation that other
 // goroutines complete. Exactly one stage holds a Waiter at a time and that
-// stage finishes it once, alone (Finish) or as part of a group (FinishChain).
+// stage gives it its outcome once: alone (Finish), or as part of a group
+// (FinishChain), where the caller before it in the group closes its Done.
 //
 // Its owner, the goroutine waiting on Done, must call PassOn once it has
 // received from Done, and Abandon if it stops waiting before that: a waiter
@@ -14,8 +15,9 @@ type Waiter struct {
 	Pos  uint64
 	Err  error
 
-	next  *Waiter      // the waiter its owner wakes: set by FinishChain
-	chain atomic.Int32 // chainPending, chainWoken or chainAbandoned
+	next     *Waiter      // the waiter its owner wakes: set by FinishChain
+	chain    atomic.Int32 // chainPending, chainWoken or chainAbandoned
+	recorded atomic.Bool  // FinishChain has set Pos and Err
 }
 
 // States of Waiter.chain.
@@ -37,13 +39,13 @@ func (w *Waiter) Finish(pos uint64, err error) {
 // FinishChain gives every waiter of ws the outcome err (keeping its Pos) but
 // wakes only the first; each woken owner wakes the next (PassOn).
 //
-// Why not wake them all: a goroutine woken goes to the back of its
-// processor's run queue, and so does every goroutine readied after it. A
-// group of sixty-four callers woken at once would hold back, for as long as
-// they all take to run, the writer, committer and journal goroutines that
-// the next group's sync waits for. Woken one after another, each caller
-// hands its processor straight to the next, and a stage readied meanwhile
-// waits behind one caller instead of all of them.
+// Why not wake them all: a goroutine readied takes its processor's
+// next-to-run slot and pushes the one that was there to the back of the run
+// queue. Sixty-four callers woken at once fill that queue, and any stage
+// goroutine pushed back behind them (the writer, committer or journal that
+// the next group's sync waits for) waits until every one of them has run.
+// Woken one after another, each caller hands its processor to the next, the
+// queue stays short, and a stage pushed back waits behind a caller or two.
 func FinishChain(ws []*Waiter, err error) {
 	if len(ws) == 0 {
 		return
@@ -53,6 +55,7 @@ func FinishChain(ws []*Waiter, err error) {
 		if i+1 < len(ws) {
 			w.next = ws[i+1]
 		}
+		w.recorded.Store(true)
 	}
 	head := &Waiter{next: ws[0]}
 	head.PassOn()
@@ -83,3 +86,9 @@ func (w *Waiter) Abandon() {
 		w.PassOn()
 	}
 }
+
+// Recorded reports whether the waiter has its outcome, in Pos and Err,
+// although its Done may not be closed yet: its turn in a chain has not come.
+// An owner that must stop waiting (the log is closing) can still report the
+// outcome; it then calls Abandon.
+func (w *Waiter) Recorded() bool { return w.recorded.Load() }

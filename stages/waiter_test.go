@@ -36,6 +36,23 @@ func TestFinishChainWakesOneAtATime(t *testing.T) {
 	}
 }
 
+// An owner that must stop waiting before its turn (the log is closing) can
+// still tell that its outcome is in, and what it is.
+func TestFinishChainRecordsBeforeWaking(t *testing.T) {
+	ws := newWaiters(3)
+	boom := errors.New("boom")
+	if ws[2].Recorded() {
+		t.Fatal("recorded before FinishChain")
+	}
+	stages.FinishChain(ws, boom)
+	if isClosed(ws[2]) || !ws[2].Recorded() || ws[2].Err != boom {
+		t.Fatalf("last waiter: woken %v, recorded %v, err %v; want asleep, recorded, %v", isClosed(ws[2]), ws[2].Recorded(), ws[2].Err, boom)
+	}
+	ws[2].Abandon() // its owner leaves with the outcome
+	waitDone(t, ws[0], "first")
+	waitDone(t, ws[1], "second") // passing on to the abandoned last ends quietly
+}
+
 func TestFinishChainSkipsAbandoned(t *testing.T) {
 	ws := newWaiters(5)
 	ws[1].Abandon() // before the chain reaches it

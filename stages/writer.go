@@ -32,11 +32,11 @@ type directDevice interface{ Direct() bool }
 type Writer struct {
 	In     chan Item // from the allocator, in position order
 	Blocks chan Item // reservation header blocks, in any order
-	// Idle receives a token whenever the committer has nothing left to
-	// commit. The writer stages records while the committer is busy and
-	// writes them when it is idle: one large write per group instead of
-	// one per record, and nothing lost since the data could not have been
-	// synced any earlier. Capacity 1.
+	// Idle receives a token whenever the committer has a free slot for a
+	// group and nothing to put in it. The writer stages records while
+	// every slot is taken and writes them once one is free: one large
+	// write per group instead of one per record, and nothing lost since
+	// the data could not have been synced any earlier. Capacity 1.
 	Idle chan struct{}
 	// Recycle brings spent waiter lists back from the committer.
 	Recycle chan []*Waiter
