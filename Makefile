@@ -8,7 +8,7 @@ CRASHSTATES ?= 1000000
 SHORTCRASH  ?= 20000
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all test vet race crashtest-short fuzz-short fuzz crashtest demo bench bench-micro lint fmt
+.PHONY: all test vet race crashtest-short fuzz-short fuzz crashtest demo bench bench-micro perf lint fmt
 
 all: test
 
@@ -55,6 +55,12 @@ bench:
 ## bench-micro: go test benchmarks of device, wal and pipeline in one run
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./device/ ./wal/ ./pipeline/
+
+## perf: ringlog's performance goals as ratios to the raw device, each
+## measured with the raw loop and the log interleaved round by round
+## (pipeline BenchmarkTargets; about a minute)
+perf:
+	$(GO) test -run '^$$' -bench Targets -benchtime 1x ./pipeline/
 
 ## lint: staticcheck, installed by this target
 lint:
