@@ -144,8 +144,8 @@ func (a *Allocator) place(quit <-chan struct{}) bool {
 			r.Finish(0, ErrClosed)
 			return false
 		}
-		kind := ItemRecord
-		if r.Kind == KindReserve {
+		kind, reserve := ItemRecord, r.Kind == KindReserve
+		if reserve {
 			kind = ItemHole
 		}
 		// Publish the tail before the writer can see the item: once it has
@@ -162,7 +162,9 @@ func (a *Allocator) place(quit <-chan struct{}) bool {
 			// Wake the collector before anyone has to wait for space.
 			a.nudge()
 		}
-		if r.Kind == KindReserve {
+		if reserve {
+			// An appended record may be durable, and its caller gone, by
+			// now: only a reservation's request is still this goroutine's.
 			r.Finish(pos, nil) // the caller now writes its bytes
 		}
 	}

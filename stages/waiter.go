@@ -70,10 +70,13 @@ func (w *Waiter) PassOn() {
 			return
 		}
 		w.next = nil
-		close(n.Done)
 		if n.chain.CompareAndSwap(chainPending, chainWoken) {
-			return // n's owner passes on
+			// n's owner passes on. Nothing here touches n once its Done
+			// is closed: from then on it is its owner's alone.
+			close(n.Done)
+			return
 		}
+		close(n.Done)
 		w = n // n's owner left: its turn falls to us
 	}
 }
