@@ -23,7 +23,7 @@ type Waiter struct {
 // States of Waiter.chain.
 const (
 	chainPending   int32 = iota
-	chainWoken           // Done is closed and the waiter's owner passes on
+	chainWoken           // the chain reached it: Done is closed, its owner passes on
 	chainAbandoned       // the owner left; whoever wakes it passes on
 )
 
