@@ -57,27 +57,32 @@ func FinishChain(ws []*Waiter, err error) {
 		}
 		w.recorded.Store(true)
 	}
-	head := &Waiter{next: ws[0]}
-	head.PassOn()
+	wakeFrom(ws[0])
 }
 
 // PassOn is called by a waiter's owner once it has received from Done: it
 // wakes the next waiter of the chain, and on past any whose owner has left.
 func (w *Waiter) PassOn() {
-	for w != nil {
-		n := w.next
-		if n == nil {
-			return
-		}
-		w.next = nil
+	n := w.next
+	w.next = nil
+	wakeFrom(n)
+}
+
+// wakeFrom wakes n, the next waiter of a chain (if any), and goes on down
+// the chain past every waiter whose owner has left.
+func wakeFrom(n *Waiter) {
+	for n != nil {
 		if n.chain.CompareAndSwap(chainPending, chainWoken) {
 			// n's owner passes on. Nothing here touches n once its Done
 			// is closed: from then on it is its owner's alone.
 			close(n.Done)
 			return
 		}
+		// n's owner left: its turn falls to us.
+		next := n.next
+		n.next = nil
 		close(n.Done)
-		w = n // n's owner left: its turn falls to us
+		n = next
 	}
 }
 

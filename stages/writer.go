@@ -69,7 +69,7 @@ func NewWriter(dev device.Device, geo layout.Geometry, epoch uint32, tail uint64
 		buf: device.AlignedBuffer(maxStage + 2*dev.BlockSize()),
 	}
 	w.early = earlyFlush
-	if d, ok := dev.(directDevice); ok && d.Direct() {
+	if isDirect(dev) {
 		w.early = maxStage
 	}
 	if err := w.reset(tail); err != nil {
