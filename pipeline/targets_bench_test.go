@@ -30,29 +30,28 @@ func BenchmarkTargets(b *testing.B) {
 		// The log also writes a journal record per group, somewhere else on
 		// the device, under the same fdatasync: the second ratio is
 		// against the raw loop doing that too.
-		raw := rawLoop(b, false, 64*4096)
-		rawJ := rawJournalLoop(b, 64*4096)
-		log := logLoop(b, false, 64, 4096)
-		results := interleave(b, raw, rawJ, log)
+		results := interleave(b,
+			rawLoop(b, raw{n: 64 * 4096, sync: true}),
+			rawLoop(b, raw{n: 64 * 4096, sync: true, journal: true}),
+			logLoop(b, 64, 4096))
 		report(b, results, func(rs []roundResult) float64 { return rs[2].perSec / (rs[0].perSec * 64) }, "x-raw-batch64")
 		report(b, results, func(rs []roundResult) float64 { return rs[2].perSec / (rs[1].perSec * 64) }, "x-raw-batch64+journal")
-		report(b, results, func(rs []roundResult) float64 { return rs[2].perSec }, "log-ops/s")
-		report(b, results, func(rs []roundResult) float64 { return float64(rs[2].p50.Microseconds()) }, "log-p50-µs")
+		reportLog(b, results, 2)
 	})
 	b.Run("writers=1/size=4096", func(b *testing.B) {
 		// One writer's median latency against one 4 KiB write+fdatasync.
-		raw := rawLoop(b, false, 4096)
-		log := logLoop(b, false, 1, 4096)
-		compare(b, raw, log, func(r, l roundResult) float64 { return float64(l.p50) / float64(r.p50) }, "x-raw-p50")
+		results := interleave(b, rawLoop(b, raw{n: 4096, sync: true}), logLoop(b, 1, 4096))
+		report(b, results, func(rs []roundResult) float64 { return float64(rs[1].p50) / float64(rs[0].p50) }, "x-raw-p50")
+		reportLog(b, results, 1)
 	})
 	b.Run("writers=16/size=65536", func(b *testing.B) {
 		// Durable MB/s of 16 writers of 64 KiB records (the log buffered,
 		// its fastest mode here) against O_DIRECT: one 1 MiB write and one
 		// fdatasync per round trip, and 1 MiB writes with no sync at all.
-		raw := rawLoop(b, true, 16*65536)
-		seq := rawSeqLoop(b)
-		log := logLoop(b, false, 16, 65536)
-		results := interleave(b, raw, seq, log)
+		results := interleave(b,
+			rawLoop(b, raw{n: 16 * 65536, direct: true, sync: true}),
+			rawLoop(b, raw{n: 1 << 20, direct: true}),
+			logLoop(b, 16, 65536))
 		report(b, results, func(rs []roundResult) float64 { return rs[2].bytesPerSec / rs[0].bytesPerSec }, "x-raw-direct-synced")
 		report(b, results, func(rs []roundResult) float64 { return rs[2].bytesPerSec / rs[1].bytesPerSec }, "x-raw-direct-unsynced")
 		report(b, results, func(rs []roundResult) float64 { return rs[2].bytesPerSec / 1e6 }, "log-MB/s")
@@ -74,11 +73,11 @@ type roundResult struct {
 // loop runs one side of a round for d.
 type loop func(d time.Duration) roundResult
 
-func compare(b *testing.B, raw, log loop, ratio func(raw, log roundResult) float64, unit string) {
-	results := interleave(b, raw, log)
-	report(b, results, func(rs []roundResult) float64 { return ratio(rs[0], rs[1]) }, unit)
-	report(b, results, func(rs []roundResult) float64 { return rs[1].perSec }, "log-ops/s")
-	report(b, results, func(rs []roundResult) float64 { return float64(rs[1].p50.Microseconds()) }, "log-p50-µs")
+// reportLog reports the throughput and median latency of the log, the i-th
+// loop of each round.
+func reportLog(b *testing.B, rounds [][]roundResult, i int) {
+	report(b, rounds, func(rs []roundResult) float64 { return rs[i].perSec }, "log-ops/s")
+	report(b, rounds, func(rs []roundResult) float64 { return float64(rs[i].p50.Microseconds()) }, "log-p50-µs")
 }
 
 // interleave runs the loops in turn, rounds times, and returns each round's
@@ -106,93 +105,58 @@ func report(b *testing.B, rounds [][]roundResult, f func([]roundResult) float64,
 	b.ReportMetric(v[len(v)/2], unit)
 }
 
-// rawLoop writes n bytes with one pwrite and makes them durable with one
-// fdatasync, over and over, on a pre-written file.
-func rawLoop(b *testing.B, direct bool, n int) loop {
-	dev := benchFile(b, direct)
-	buf := device.AlignedBuffer(n)
-	var off int64
+// raw is a loop on the bare device: n bytes with one pwrite, and then, if
+// sync, one fdatasync. With journal, each round trip also writes 512 bytes
+// far from the data, as a group commit's journal record, before the sync.
+type raw struct {
+	n                     int
+	direct, sync, journal bool
+}
+
+// rawLoop runs spec over and over on a pre-written file.
+func rawLoop(b *testing.B, spec raw) loop {
+	const journal = 1 << 20 // the last MiB of the file, when spec.journal
+	dev := benchFile(b, spec.direct)
+	buf := device.AlignedBuffer(spec.n)
+	area := int64(benchRegion)
+	if spec.journal {
+		area -= journal
+	}
+	var off, joff int64
 	return func(d time.Duration) roundResult {
 		var lat []time.Duration
 		start := time.Now()
 		for time.Since(start) < d {
 			t0 := time.Now()
-			if off+int64(n) > benchRegion {
+			if off+int64(spec.n) > area {
 				off = 0
 			}
 			if _, err := dev.WriteAt(buf, off); err != nil {
 				b.Fatal(err)
 			}
-			if err := dev.Sync(); err != nil {
-				b.Fatal(err)
+			if spec.journal {
+				if _, err := dev.WriteAt(buf[:512], area+joff); err != nil {
+					b.Fatal(err)
+				}
+				joff = (joff + 512) % journal
 			}
-			off += int64(n)
+			if spec.sync {
+				if err := dev.Sync(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			off += int64(spec.n)
 			lat = append(lat, time.Since(t0))
 		}
-		return result(len(lat), n, time.Since(start), lat)
-	}
-}
-
-// rawJournalLoop is rawLoop plus what a group commit adds: a 512-byte
-// journal write far from the data, made durable by the same fdatasync.
-func rawJournalLoop(b *testing.B, n int) loop {
-	const journal = 1 << 20 // the last MiB of the file
-	dev := benchFile(b, false)
-	buf := device.AlignedBuffer(n)
-	var off, joff int64
-	return func(d time.Duration) roundResult {
-		start := time.Now()
-		ops := 0
-		for time.Since(start) < d {
-			if off+int64(n) > benchRegion-journal {
-				off = 0
-			}
-			if _, err := dev.WriteAt(buf, off); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := dev.WriteAt(buf[:512], benchRegion-journal+joff); err != nil {
-				b.Fatal(err)
-			}
-			if err := dev.Sync(); err != nil {
-				b.Fatal(err)
-			}
-			off += int64(n)
-			joff = (joff + 512) % journal
-			ops++
-		}
-		return result(ops, n, time.Since(start), nil)
-	}
-}
-
-// rawSeqLoop writes 1 MiB at a time with O_DIRECT and never syncs: the
-// device's write bandwidth.
-func rawSeqLoop(b *testing.B) loop {
-	const chunk = 1 << 20
-	dev := benchFile(b, true)
-	buf := device.AlignedBuffer(chunk)
-	var off int64
-	return func(d time.Duration) roundResult {
-		start := time.Now()
-		ops := 0
-		for time.Since(start) < d {
-			if off+chunk > benchRegion {
-				off = 0
-			}
-			if _, err := dev.WriteAt(buf, off); err != nil {
-				b.Fatal(err)
-			}
-			off += chunk
-			ops++
-		}
-		return result(ops, chunk, time.Since(start), nil)
+		return result(len(lat), spec.n, time.Since(start), lat)
 	}
 }
 
 // logLoop has writers goroutines append size-byte records, each waiting
 // for durability before its next, on a log that recycles its region for
 // ever.
-func logLoop(b *testing.B, direct bool, writers, size int) loop {
-	dev := benchFile(b, direct)
+func logLoop(b *testing.B, writers, size int) loop {
+	dev := benchFile(b, false)
 	cfg := pipeline.Config{Checker: allGarbage{}}
 	if err := pipeline.Format(dev, cfg); err != nil {
 		b.Fatal(err)
