@@ -5,6 +5,7 @@ import (
 	"flag"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,14 +30,20 @@ func BenchmarkTargets(b *testing.B) {
 		// fdatasync: the best any group commit of 64 writers could do.
 		// The log also writes a journal record per group, somewhere else on
 		// the device, under the same fdatasync: the second ratio is
-		// against the raw loop doing that too.
+		// against the raw loop doing that too. The third is against two
+		// raw loops of 32 records and a journal record each, syncing at
+		// once: the log's default two groups in flight, with no cost but
+		// the device's.
 		results := interleave(b,
 			rawLoop(b, raw{n: 64 * 4096, sync: true}),
 			rawLoop(b, raw{n: 64 * 4096, sync: true, journal: true}),
+			rawLoop(b, raw{n: 32 * 4096, sync: true, journal: true, threads: 2}),
 			logLoop(b, 64, 4096))
-		report(b, results, func(rs []roundResult) float64 { return rs[2].perSec / (rs[0].perSec * 64) }, "x-raw-batch64")
-		report(b, results, func(rs []roundResult) float64 { return rs[2].perSec / (rs[1].perSec * 64) }, "x-raw-batch64+journal")
-		reportLog(b, results, 2)
+		report(b, results, func(rs []roundResult) float64 { return rs[3].perSec / (rs[0].perSec * 64) }, "x-raw-batch64")
+		report(b, results, func(rs []roundResult) float64 { return rs[3].perSec / (rs[1].perSec * 64) }, "x-raw-batch64+journal")
+		report(b, results, func(rs []roundResult) float64 { return rs[3].perSec / (rs[2].perSec * 32) }, "x-raw-2x32+journal")
+		report(b, results, func(rs []roundResult) float64 { return rs[2].perSec * 32 / (rs[0].perSec * 64) }, "raw-2x32+journal-x-raw-batch64")
+		reportLog(b, results, 3)
 	})
 	b.Run("writers=1/size=4096", func(b *testing.B) {
 		// One writer's median latency against one 4 KiB write+fdatasync.
@@ -108,47 +115,62 @@ func report(b *testing.B, rounds [][]roundResult, f func([]roundResult) float64,
 // raw is a loop on the bare device: n bytes with one pwrite, and then, if
 // sync, one fdatasync. With journal, each round trip also writes 512 bytes
 // far from the data, as a group commit's journal record, before the sync.
+// With threads > 1, that many goroutines run the loop at once on their own
+// parts of the file, their syncs overlapping as a log's groups in flight do.
 type raw struct {
 	n                     int
 	direct, sync, journal bool
+	threads               int
 }
 
 // rawLoop runs spec over and over on a pre-written file.
 func rawLoop(b *testing.B, spec raw) loop {
 	const journal = 1 << 20 // the last MiB of the file, when spec.journal
 	dev := benchFile(b, spec.direct)
-	buf := device.AlignedBuffer(spec.n)
+	threads := max(spec.threads, 1)
 	area := int64(benchRegion)
 	if spec.journal {
 		area -= journal
 	}
-	var off, joff int64
+	var next, jnext atomic.Int64 // offsets handed out, wrapped below
+	bufs := make([][]byte, threads)
+	for i := range bufs {
+		bufs[i] = device.AlignedBuffer(spec.n)
+	}
 	return func(d time.Duration) roundResult {
-		var lat []time.Duration
+		lats := make([][]time.Duration, threads)
+		var wg sync.WaitGroup
 		start := time.Now()
-		for time.Since(start) < d {
-			t0 := time.Now()
-			if off+int64(spec.n) > area {
-				off = 0
-			}
-			if _, err := dev.WriteAt(buf, off); err != nil {
-				b.Fatal(err)
-			}
-			if spec.journal {
-				if _, err := dev.WriteAt(buf[:512], area+joff); err != nil {
-					b.Fatal(err)
+		for t := range threads {
+			wg.Go(func() {
+				buf := bufs[t]
+				for time.Since(start) < d {
+					t0 := time.Now()
+					off := (next.Add(int64(spec.n)) - int64(spec.n)) % (area - area%int64(spec.n))
+					if _, err := dev.WriteAt(buf, off); err != nil {
+						b.Error(err)
+						return
+					}
+					if spec.journal {
+						joff := (jnext.Add(512) - 512) % journal
+						if _, err := dev.WriteAt(buf[:512], area+joff); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+					if spec.sync {
+						if err := dev.Sync(); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+					lats[t] = append(lats[t], time.Since(t0))
 				}
-				joff = (joff + 512) % journal
-			}
-			if spec.sync {
-				if err := dev.Sync(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			off += int64(spec.n)
-			lat = append(lat, time.Since(t0))
+			})
 		}
-		return result(len(lat), spec.n, time.Since(start), lat)
+		wg.Wait()
+		all := slices.Concat(lats...)
+		return result(len(all), spec.n, time.Since(start), all)
 	}
 }
 
