@@ -250,9 +250,15 @@ func (c *committer) drain() {
 // writeGroup writes one batch and starts its sync. The batch is applied and
 // its transactions finished by release, once it is durable.
 func (c *committer) writeGroup(group []*Tx) error {
-	payloadLen := 0
+	payloadLen, writes := 0, 0
 	for _, tx := range group {
 		payloadLen += encodedLen(tx.writes)
+		writes += len(tx.writes)
+	}
+	if writes == 0 {
+		// Only empty transactions: sync barriers. Their sync makes
+		// durable what was written before it, with no batch to write.
+		return c.startFlight(group)
 	}
 	padded := (int64(batchHeaderLen+payloadLen) + c.bs - 1) / c.bs * c.bs
 	if padded > c.area {
@@ -286,6 +292,12 @@ func (c *committer) writeGroup(group []*Tx) error {
 	}
 	c.pos += padded
 	c.seq++
+	return c.startFlight(group)
+}
+
+// startFlight starts the sync that makes group durable, its batch (if it
+// had one) written.
+func (c *committer) startFlight(group []*Tx) error {
 	var f *flight
 	if n := len(c.spare); n > 0 {
 		f, c.spare = c.spare[n-1], c.spare[:n-1]

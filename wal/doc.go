@@ -23,6 +23,12 @@
 // checkpoint syncs the device and starts a new generation of the journal
 // header, which is the only time the journal costs a second sync.
 //
+// Sync barriers: a transaction with no writes commits like any other, in
+// its turn, but adds nothing to the batch; a group made only of such
+// transactions writes nothing and is one fdatasync. A caller that wrote
+// data elsewhere on the device learns through one that the data is durable,
+// ordered after every transaction begun before it.
+//
 // Failure: a failed write or sync fails every waiting Commit with that
 // error, and every later Commit with ErrFailed, until the journal is
 // reopened. A failed fdatasync is never retried: on Linux the dirty pages it
