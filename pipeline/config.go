@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ringlog/ringlog/internal/testhooks"
+
 	"github.com/ringlog/ringlog/device"
 	"github.com/ringlog/ringlog/internal/layout"
 	"github.com/ringlog/ringlog/wal"
@@ -105,4 +107,15 @@ func (cfg Config) geometry(dev device.Device) (layout.Geometry, error) {
 		return layout.Geometry{}, fmt.Errorf("%w: region of %d bytes leaves %d for data, need at least %d", ErrBadConfig, size, g.DataSize, minDataSize)
 	}
 	return g, nil
+}
+
+// tailAhead is how far the journal's tail bound is set past the group that
+// crosses it: one tail record per 4 MiB of appends instead of one per group
+// commit, at the price of a walk over at most that much at Open after a
+// crash. A small log keeps it to an eighth of its data area.
+func tailAhead(g layout.Geometry) uint64 {
+	if testhooks.ExactTail.Load() {
+		return 0
+	}
+	return min(4<<20, uint64(g.DataSize)/8) &^ (layout.HeaderLen - 1)
 }

@@ -233,7 +233,9 @@ func TestFailedSyncFailsLog(t *testing.T) {
 }
 
 func TestFailedJournalWriteFailsLog(t *testing.T) {
-	// The write after the data write is the journal's batch.
+	// The write after the data write is the journal's batch, when every
+	// group writes its tail record.
+	defer exactTail(t)()
 	r := newFaultRig(t)
 	r.f.Inject(device.Fault{Op: device.OpWrite, N: r.f.Count(device.OpWrite) + 2})
 	_, err := r.append(guardCtx(t))

@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/ringlog/ringlog/device"
+	"github.com/ringlog/ringlog/internal/testhooks"
 	"github.com/ringlog/ringlog/pipeline"
 )
 
@@ -226,4 +228,14 @@ func fitsAt(head, tail, size uint64, reserve bool, n int) bool {
 
 func fitsNow(s pipeline.Stats, reserve bool, n int) bool {
 	return fitsAt(uint64(s.Head), uint64(s.Tail), uint64(s.Capacity), reserve, n)
+}
+
+// exactTail has every log opened until the returned function is called (or
+// the test ends) write a tail record with each group commit, instead of a
+// bound ahead of the tail (testhooks.ExactTail).
+func exactTail(t *testing.T) func() {
+	testhooks.ExactTail.Store(true)
+	restore := func() { testhooks.ExactTail.Store(false) }
+	t.Cleanup(restore)
+	return restore
 }

@@ -65,6 +65,7 @@ func start(dev device.Device, j *wal.Journal, f formatted, cfg Config, t layout.
 	// next group is already queued at the journal, whose goroutine
 	// starts its sync at once instead of waiting for this one's.
 	l.committer.Depth = cfg.syncsInFlight() + 1
+	l.committer.Ahead = tailAhead(f.geo)
 	l.committer.OnFail = func(err error) {
 		l.failed.Store(&err)
 		select {

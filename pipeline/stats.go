@@ -9,17 +9,20 @@ type Stats struct {
 	Used     int64    // Tail - Head, padding included
 	Free     int64    // Capacity - Used
 
-	Appends        uint64 // records made durable since Open (appends and reservations)
-	Groups         uint64 // group commits, one fdatasync each
-	Bytes          uint64 // bytes of the data area made durable since Open
-	Parked         uint64 // requests that had to wait for space
-	Padding        uint64 // bytes of padding written
-	Writes         uint64 // data writes issued
-	CollectPasses  uint64
-	Collected      uint64 // records reclaimed
-	JournalSyncs   uint64 // fdatasyncs by the journal (all of the log's)
-	Epoch          uint32 // incremented by every Open
-	TruncatedBytes uint64 // bytes Open dropped from the tail as never acknowledged
+	Appends       uint64 // records made durable since Open (appends and reservations)
+	Groups        uint64 // group commits, one fdatasync each
+	Bytes         uint64 // bytes of the data area made durable since Open
+	Parked        uint64 // requests that had to wait for space
+	Padding       uint64 // bytes of padding written
+	Writes        uint64 // data writes issued
+	CollectPasses uint64
+	Collected     uint64 // records reclaimed
+	JournalSyncs  uint64 // fdatasyncs by the journal (all of the log's)
+	Epoch         uint32 // incremented by every Open
+	// TruncatedBytes is how far the journal's tail bound ran past the last
+	// valid frame Open found: bytes never acknowledged, or never written,
+	// since the bound runs ahead of the data (0 after a clean Close).
+	TruncatedBytes uint64
 }
 
 // Stats returns a snapshot of the log's state. Fields are read one by one, so

@@ -27,11 +27,16 @@ type committerRig struct {
 	stop  func()
 }
 
-func newCommitterRig(t *testing.T, dev device.Device, tail uint64) *committerRig {
+// newCommitterRig runs a committer at tail, set up by opts, on a journal
+// that applies each transaction before its Commit returns.
+func newCommitterRig(t *testing.T, dev device.Device, tail uint64, opts ...func(*stages.Committer)) *committerRig {
 	t.Helper()
 	r := &committerRig{dev: dev, geo: testGeo(16 << 10), pub: new(stages.Published), idle: make(chan struct{}, 1)}
 	r.j = newJournal(t, dev, r.geo)
 	r.c = stages.NewCommitter(r.j, r.geo, testFormatID, 5, 1, tail, r.pub)
+	for _, o := range opts {
+		o(r.c)
+	}
 	r.c.Idle = r.idle
 	r.c.OnFail = func(err error) {
 		r.mu.Lock()

@@ -1,6 +1,7 @@
 // Package testhooks plants known bugs in ringlog, for tests that prove the
-// crash checker catches them (fuzz/planted_test.go). Every hook is off
-// unless a test turns it on; production code only ever reads them.
+// crash checker catches them (fuzz/planted_test.go), and switches off what a
+// test's setup needs off. Every hook is off unless a test turns it on;
+// production code only ever reads them.
 package testhooks
 
 import "sync/atomic"
@@ -18,4 +19,8 @@ var (
 	// ReplayTornJournal makes journal recovery replay a batch whose
 	// checksum does not match.
 	ReplayTornJournal atomic.Bool
+	// ExactTail makes each group commit write the tail itself, not a
+	// bound ahead of it: a test can then count on every group writing to
+	// the journal.
+	ExactTail atomic.Bool
 )
