@@ -15,10 +15,11 @@ import (
 // Open recovers the log in the region cfg describes and starts its
 // goroutines. Recovery replays the journal, picks the newest valid copy of
 // the superblock and of the head and tail records, then verifies every
-// record between the last tail known to be synced and the journal's tail —
-// bytes the last group's fdatasync may not have covered — and ends the tail
-// at the first one that fails (checksum, position or epoch). Nothing past
-// that point was ever acknowledged. The new tail is committed under a new
+// record between the last tail known to be synced and the journal's tail
+// bound — bytes the last groups' fdatasyncs may not have covered, or that
+// were never written, since the bound runs ahead of the data — and ends the
+// tail at the first one that fails (checksum, position, epoch, or an end
+// past the bound). Nothing past that point was ever acknowledged. The new tail is committed under a new
 // epoch before Open returns.
 func Open(dev device.Device, cfg Config) (*Log, error) {
 	g, err := readSuperblock(dev, cfg)
@@ -122,7 +123,13 @@ func recoverLog(dev device.Device, j *wal.Journal, f formatted, cfg Config) (*Lo
 		return nil, err
 	}
 	r := stages.FrameReader{Dev: dev, Geo: f.geo, Ahead: scanAhead, Limit: tail.Tail}
-	end := tail.Synced
+	// The walk starts at the head when the head is past synced: the
+	// collector frees space up to the durable tail, which runs ahead of
+	// the synced position the tail record keeps (the record is rewritten
+	// only when the bound moves), and the next lap may already have
+	// overwritten frames between the two. Every frame below the durable
+	// head was acknowledged, so none of them needs verifying.
+	end := max(tail.Synced, head.Head)
 	for end < tail.Tail {
 		h, _, err := r.Read(end)
 		if testhooks.TrustJournalTail.Load() {
@@ -133,9 +140,6 @@ func recoverLog(dev device.Device, j *wal.Journal, f formatted, cfg Config) (*Lo
 			break
 		}
 		end += h.Stride()
-	}
-	if head.Head > end {
-		return nil, fmt.Errorf("%w: head %d is past the last valid record at %d", ErrCorrupt, head.Head, end)
 	}
 	next := layout.Tail{Gen: tail.Gen + 1, FormatID: f.id, Tail: end, Synced: end, Epoch: tail.Epoch + 1}
 	var b [layout.StateLen]byte

@@ -12,9 +12,9 @@ import (
 // Committer makes the tail durable in order. Writes complete out of order
 // (reservations are committed whenever their callers finish); the committer
 // keeps them in a min-heap by position, takes the contiguous run that starts
-// where the last group ended, and submits one journal transaction with the
-// new tail. That transaction's single fdatasync covers the run's data too,
-// since the data was written before it.
+// where the last group ended, and submits one journal transaction for it.
+// That transaction's single fdatasync covers the run's data too, since the
+// data was written before it.
 //
 // The tail record is a bound, not the tail itself: recovery verifies every
 // frame up to it and ends the tail at the first that fails, so a bound past
@@ -67,7 +67,7 @@ type Committer struct {
 	buf     [layout.StateLen]byte
 }
 
-// tailFlight is one group between the submission of its tail record and
+// tailFlight is one group between the submission of its transaction and
 // its release.
 type tailFlight struct {
 	tx      *wal.Tx // reused through BeginWith
@@ -215,7 +215,8 @@ func (c *Committer) flight() *tailFlight {
 }
 
 // submit takes the contiguous run that starts where the last group ended
-// and submits its tail record.
+// and submits its transaction: a new tail bound if the run ends past the
+// current one, a sync barrier otherwise.
 func (c *Committer) submit() {
 	f := c.flight()
 	cursor := c.issued

@@ -13,7 +13,7 @@ import (
 
 // Version is the format version written in the superblock. Change it with
 // any change to the bytes this package reads or writes.
-const Version = 1
+const Version = 2
 
 // Align is the unit of the region's geometry: offsets and sizes of the
 // superblock, journal, state and data area are multiples of it, so the same
