@@ -52,8 +52,15 @@ func (l *Log) Reserve(ctx context.Context, n int) (*Reservation, error) {
 	}
 	res := &Reservation{l: l, pos: pos, n: n, stride: stride}
 	if ctx.Err() != nil {
-		// Placed as the caller gave up: do not leave a hole behind.
-		res.Discard(context.Background())
+		// Placed as the caller gave up: do not leave a hole behind. The
+		// padding goes to the writer, but nothing waits for it to be
+		// durable. That wait could last for ever: it is behind every
+		// earlier record, and the caller may hold one of them, an earlier
+		// reservation, open.
+		res.done.Store(true)
+		if w := res.send(res.padding(device.AlignedBuffer(l.bs))); w != nil {
+			w.Abandon()
+		}
 		return nil, ctx.Err()
 	}
 	return res, nil
@@ -108,15 +115,11 @@ func (r *Reservation) padding(block []byte) []byte {
 
 // seal hands the header block to the writer and waits for durability.
 func (r *Reservation) seal(ctx context.Context, block []byte) error {
-	l := r.l
-	w := stages.NewWaiter()
-	w.Pos = r.pos
-	it := stages.Item{Kind: stages.ItemBlock, Pos: r.pos, Span: r.stride, Block: block, W: w}
-	select {
-	case l.writer.Blocks <- it:
-	case <-l.quit:
+	w := r.send(block)
+	if w == nil {
 		return ErrClosed
 	}
+	l := r.l
 	select {
 	case <-w.Done:
 		w.PassOn()
@@ -127,5 +130,18 @@ func (r *Reservation) seal(ctx context.Context, block []byte) error {
 	case <-ctx.Done():
 		w.Abandon()
 		return ctx.Err()
+	}
+}
+
+// send hands the header block to the writer and returns the waiter that
+// learns when it is durable, or nil if the log is closing.
+func (r *Reservation) send(block []byte) *stages.Waiter {
+	w := stages.NewWaiter()
+	w.Pos = r.pos
+	select {
+	case r.l.writer.Blocks <- stages.Item{Kind: stages.ItemBlock, Pos: r.pos, Span: r.stride, Block: block, W: w}:
+		return w
+	case <-r.l.quit:
+		return nil
 	}
 }
