@@ -80,6 +80,7 @@ type History struct {
 	GarbagePct int
 	Budget     int64
 	Pressure   bool // Budget and steps large enough to fill the log
+	Huge       bool // the largest appends are half the data area
 }
 
 // recordStride is the most bytes a record of n payload bytes takes.
@@ -186,7 +187,39 @@ func GenHistory(s Source, lim Limits) *History {
 	// Drawn last so that every earlier draw, and so every stored seed's
 	// history, stays what it was.
 	h.SyncsInFlight = 1 + s.Intn(3)
+	if !h.Pressure && chance(s, 1, 6) {
+		h.hugeRecords()
+	}
 	return h
+}
+
+// hugeRecords makes the history's larger appends as large as a record can
+// be, half the data area: one group then spans most of a lap, and the next
+// lap reaches the frames just behind the head while the tail bound the
+// journal holds is still an old one. A record that large fits only once
+// nearly everything else is collected, so every record is garbage at once
+// and each step's lanes run one after another, in one lane: nothing else
+// holds space while it waits.
+func (h *History) hugeRecords() {
+	h.Huge = true
+	h.GarbagePct = 100
+	huge := int(h.geometry().MaxStride()) - layout.HeaderLen
+	for i := range h.Steps {
+		st := &h.Steps[i]
+		if st.Kind != StepLanes {
+			continue
+		}
+		var lane []Action
+		for _, l := range st.Lanes {
+			lane = append(lane, l...)
+		}
+		for j := range lane {
+			if a := &lane[j]; a.Kind == ActAppend && a.Sizes[0] >= 2500 {
+				a.Sizes[0] = huge
+			}
+		}
+		st.Lanes = [][]Action{lane}
+	}
 }
 
 func genAction(s Source, h *History) Action {
@@ -234,7 +267,7 @@ func recordSize(s Source, h *History) int {
 // String describes the history compactly, for violation reports.
 func (h *History) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "dev=%d pad=%d journal=%d bs=%d posChecker=%v garbage=%d%% budget=%d pressure=%v inflight=%d;", h.DevSize, h.Pad, h.JournalSize, h.BlockSize, h.PosChecker, h.GarbagePct, h.Budget, h.Pressure, h.SyncsInFlight)
+	fmt.Fprintf(&b, "dev=%d pad=%d journal=%d bs=%d posChecker=%v garbage=%d%% budget=%d pressure=%v huge=%v inflight=%d;", h.DevSize, h.Pad, h.JournalSize, h.BlockSize, h.PosChecker, h.GarbagePct, h.Budget, h.Pressure, h.Huge, h.SyncsInFlight)
 	for i, st := range h.Steps {
 		switch st.Kind {
 		case StepReopen:

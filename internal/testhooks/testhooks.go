@@ -19,6 +19,10 @@ var (
 	// ReplayTornJournal makes journal recovery replay a batch whose
 	// checksum does not match.
 	ReplayTornJournal atomic.Bool
+	// WalkFromSynced makes recovery start its walk at the tail record's
+	// synced position even when the head is past it, where the next lap
+	// may have overwritten the frames.
+	WalkFromSynced atomic.Bool
 	// ExactTail makes each group commit write the tail itself, not a
 	// bound ahead of it: a test can then count on every group writing to
 	// the journal.
