@@ -31,7 +31,7 @@ func BenchmarkTargets(b *testing.B) {
 		// The second ratio is against the raw loop also writing a journal
 		// record elsewhere on the device before each sync, as every group
 		// did before the journal's tail bound ran ahead (now one group per
-		// 4 MiB does). The third is against two raw loops of 32 records
+		// MiB does). The third is against two raw loops of 32 records
 		// syncing at once: the shape of the log's default two groups in
 		// flight, with no cost but the device's.
 		results := interleave(b,
