@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ringlog/ringlog/internal/testhooks"
-
 	"github.com/ringlog/ringlog/device"
 	"github.com/ringlog/ringlog/internal/layout"
+	"github.com/ringlog/ringlog/internal/testhooks"
 	"github.com/ringlog/ringlog/wal"
 )
 

@@ -15,12 +15,13 @@ import (
 // Open recovers the log in the region cfg describes and starts its
 // goroutines. Recovery replays the journal, picks the newest valid copy of
 // the superblock and of the head and tail records, then verifies every
-// record between the last tail known to be synced and the journal's tail
-// bound — bytes the last groups' fdatasyncs may not have covered, or that
-// were never written, since the bound runs ahead of the data — and ends the
-// tail at the first one that fails (checksum, position, epoch, or an end
-// past the bound). Nothing past that point was ever acknowledged. The new tail is committed under a new
-// epoch before Open returns.
+// record from the last tail known to be synced (or the head, if further) up
+// to the journal's tail bound — bytes the last groups' fdatasyncs may not
+// have covered, or that were never written, since the bound runs ahead of
+// the data — and ends the tail at the first one that fails (checksum,
+// position, epoch, or an end past the bound). Nothing past that point was
+// ever acknowledged. The new tail is committed under a new epoch before
+// Open returns.
 func Open(dev device.Device, cfg Config) (*Log, error) {
 	g, err := readSuperblock(dev, cfg)
 	if err != nil {
