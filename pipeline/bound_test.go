@@ -79,11 +79,7 @@ type snapBeforeState struct {
 func (d *snapBeforeState) WriteAt(p []byte, off int64) (int, error) {
 	d.mu.Lock()
 	if d.armed && d.img == nil && off < d.dataOff {
-		all := d.Crash.Choices()
-		for i := range all {
-			all[i] = 1
-		}
-		d.img = d.Crash.ImageFor(all)
+		d.img = landedImage(d.Crash)
 	}
 	d.mu.Unlock()
 	return d.Crash.WriteAt(p, off)

@@ -291,11 +291,7 @@ func images(dev *device.Crash, rng *rand.Rand, random, maxAll int) [][]byte {
 		})
 		return out
 	}
-	landed := make([]int, len(choices))
-	for i := range landed {
-		landed[i] = 1
-	}
-	out = append(out, dev.DurableImage(), dev.ImageFor(landed))
+	out = append(out, dev.DurableImage(), landedImage(dev))
 	for range random {
 		out = append(out, dev.Image(rng))
 	}
@@ -362,11 +358,7 @@ func crashBase(t *testing.T) (*crashWorld, []byte) {
 	for _, id := range stale {
 		w.never[id] = true
 	}
-	landed := make([]int, len(dev.Choices()))
-	for i := range landed {
-		landed[i] = 1
-	}
-	img := dev.ImageFor(landed)
+	img := landedImage(dev)
 	if !staleFrameAt(img, w.tried[stale[0]]) {
 		t.Fatal("the stale frame is not on the device: the base does not test what it should")
 	}

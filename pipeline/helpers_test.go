@@ -239,3 +239,13 @@ func exactTail(t *testing.T) func() {
 	t.Cleanup(restore)
 	return restore
 }
+
+// landedImage is the image of dev in which every write since its last sync
+// landed whole.
+func landedImage(dev *device.Crash) []byte {
+	landed := make([]int, len(dev.Choices()))
+	for i := range landed {
+		landed[i] = 1
+	}
+	return dev.ImageFor(landed)
+}
