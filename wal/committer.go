@@ -82,7 +82,7 @@ func (c *committer) depth() int { return cap(c.syncReq) }
 func (c *committer) syncWorker() {
 	defer c.workers.Done()
 	for f := range c.syncReq {
-		f.err = c.j.dev.Sync()
+		f.err = c.j.sync()
 		c.synced <- f
 	}
 }
@@ -308,7 +308,7 @@ func (c *committer) startFlight(group []*Tx) error {
 	c.flights = append(c.flights, f)
 	if c.depth() == 1 {
 		// Nothing could overlap this sync: spare the hand-off.
-		f.err, f.synced = c.j.dev.Sync(), true
+		f.err, f.synced = c.j.sync(), true
 		c.release()
 		return nil
 	}
@@ -364,7 +364,7 @@ func (c *committer) checkpoint() error {
 	if err := c.applyDeferred(); err != nil {
 		return err
 	}
-	if err := c.j.dev.Sync(); err != nil {
+	if err := c.j.sync(); err != nil {
 		return fmt.Errorf("wal: checkpoint sync: %w", err)
 	}
 	h := header{gen: c.gen + 1, startSeq: c.seq, area: uint64(c.area)}
@@ -376,7 +376,7 @@ func (c *committer) checkpoint() error {
 	}
 	syncs := uint64(1)
 	if c.depth() > 1 {
-		if err := c.j.dev.Sync(); err != nil {
+		if err := c.j.sync(); err != nil {
 			return fmt.Errorf("wal: checkpoint header sync: %w", err)
 		}
 		syncs++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ringlog/ringlog/device"
 )
@@ -57,6 +58,14 @@ type Journal struct {
 	closed  bool
 	stats   Stats
 	failErr error // set once by the committer goroutine, read under mu
+
+	// syncMu orders Sync against the commit goroutine's syncs, which hold
+	// it shared: a sync that returns nil after Sync failed proves nothing
+	// (Linux reports a failed writeback once), so Sync records its failure
+	// in barrierErr before any other sync can start, and each of those
+	// checks it once its own has returned.
+	syncMu     sync.RWMutex
+	barrierErr atomic.Pointer[error]
 }
 
 // Open recovers the journal in [offset, offset+size) of dev — replaying
@@ -213,3 +222,55 @@ func (j *Journal) Stats() Stats {
 
 // Region returns the journal's offset and size on the device.
 func (j *Journal) Region() (offset, size int64) { return j.offset, j.size }
+
+// Sync makes every device write completed before it durable, in the
+// caller's goroutine: a sync barrier, like an empty transaction, without
+// the two hand-offs to the journal's goroutine and back. A caller that
+// commits only barriers between its own transactions, and waits for each
+// outcome before the next, saves both on every group commit.
+//
+// If the device's sync fails, the journal fails with it: every
+// transaction not yet acknowledged, and every later Commit, ends with
+// ErrFailed, since the failed sync may have lost their writes.
+func (j *Journal) Sync() error {
+	if err := j.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrFailed, err)
+	}
+	if p := j.barrierErr.Load(); p != nil {
+		return fmt.Errorf("%w: %w", ErrFailed, *p)
+	}
+	j.syncMu.Lock()
+	err := j.dev.Sync()
+	if err != nil {
+		err = fmt.Errorf("wal: sync: %w", err)
+		j.barrierErr.CompareAndSwap(nil, &err)
+	}
+	j.syncMu.Unlock()
+	j.mu.Lock()
+	j.stats.Syncs++
+	j.mu.Unlock()
+	if err != nil {
+		// Fail the goroutine too, which has nothing in flight to learn
+		// it from: an empty transaction's sync fails there at once.
+		tx := j.Begin()
+		if j.Submit(tx) == nil {
+			<-tx.done
+		}
+		return fmt.Errorf("%w: %w", ErrFailed, err)
+	}
+	return nil
+}
+
+// sync is the commit goroutine's device sync: it fails if Sync failed
+// before it.
+func (j *Journal) sync() error {
+	j.syncMu.RLock()
+	defer j.syncMu.RUnlock()
+	if err := j.dev.Sync(); err != nil {
+		return err
+	}
+	if p := j.barrierErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
