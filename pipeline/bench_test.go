@@ -22,8 +22,18 @@ const benchRegion = 64 << 20
 // benchFile returns a device on a fresh file, pre-written to full size so
 // that every benchmark overwrites, as a formatted log does.
 func benchFile(b *testing.B, direct bool) *device.File {
+	dev, _ := benchFileAt(b, direct)
+	return dev
+}
+
+// benchPath is benchFile, buffered, with the file's path: a second device
+// can open the same file.
+func benchPath(b *testing.B) (*device.File, string) { return benchFileAt(b, false) }
+
+func benchFileAt(b *testing.B, direct bool) (*device.File, string) {
 	b.Helper()
-	dev, err := device.OpenFile(b.TempDir()+"/bench.dev", device.FileOptions{Size: benchRegion, Direct: direct})
+	path := b.TempDir() + "/bench.dev"
+	dev, err := device.OpenFile(path, device.FileOptions{Size: benchRegion, Direct: direct})
 	if err != nil {
 		b.Fatalf("open (direct=%v): %v; point TMPDIR at a file system with O_DIRECT", direct, err)
 	}
@@ -37,7 +47,7 @@ func benchFile(b *testing.B, direct bool) *device.File {
 	if err := dev.Sync(); err != nil {
 		b.Fatal(err)
 	}
-	return dev
+	return dev, path
 }
 
 func mode(direct bool) string {

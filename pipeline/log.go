@@ -61,10 +61,14 @@ func start(dev device.Device, j *wal.Journal, f formatted, cfg Config, t layout.
 	}
 	l.readers.New = func() any { return &stages.FrameReader{Dev: dev, Geo: f.geo} }
 	l.committer = stages.NewCommitter(j, f.geo, f.id, t.Epoch, t.Gen, t.Tail, &l.pub)
-	// One group more than there are syncs: when a sync returns, the
-	// next group is already queued at the journal, whose goroutine
-	// starts its sync at once instead of waiting for this one's.
+	// With overlapping syncs, one group more than there are syncs: when
+	// a sync returns, the next group is already queued at the journal,
+	// whose goroutine starts its sync at once. One sync at a time is one
+	// group at a time, which waits for the callers of the last (Marks).
 	l.committer.Depth = cfg.syncsInFlight() + 1
+	if cfg.syncsInFlight() == 1 {
+		l.committer.Depth = 1
+	}
 	l.committer.Ahead = tailAhead(f.geo)
 	l.committer.OnFail = func(err error) {
 		l.failed.Store(&err)
@@ -82,6 +86,9 @@ func start(dev device.Device, j *wal.Journal, f formatted, cfg Config, t layout.
 	l.committer.Recycle = w.Recycle
 	pressure := make(chan struct{}, 1)
 	l.alloc = stages.NewAllocator(f.geo, l.bs, h.Head, t.Tail, w.In, pressure, &l.pub)
+	if l.committer.Depth == 1 {
+		l.committer.Marks = l.alloc.Marks
+	}
 	l.alloc.Failed = func() error {
 		if p := l.failed.Load(); p != nil {
 			return *p

@@ -12,10 +12,14 @@ import (
 // end of the area (and so that reservations start on a block), and parks
 // requests, first come first served, while the log is full.
 type Allocator struct {
-	In       chan *Request // from the API
-	Freed    chan uint64   // from the collector: the new durable head
-	Poke     chan struct{} // a parked request was cancelled; capacity 1
-	Out      chan<- Item   // to the writer
+	In    chan *Request // from the API
+	Freed chan uint64   // from the collector: the new durable head
+	Poke  chan struct{} // a parked request was cancelled; capacity 1
+	// Marks asks for a mark (Committer.Marks): the allocator lets the
+	// callers that are runnable submit, places what it can, and sends an
+	// ItemMark after it. Capacity 1.
+	Marks    chan struct{}
+	Out      chan<- Item // to the writer
 	Pressure chan<- struct{}
 
 	Geo       layout.Geometry
@@ -34,7 +38,7 @@ type Allocator struct {
 // NewAllocator returns an allocator whose log holds [head, tail).
 func NewAllocator(geo layout.Geometry, blockSize int, head, tail uint64, out chan<- Item, pressure chan<- struct{}, pub *Published) *Allocator {
 	a := &Allocator{
-		In: make(chan *Request, 1024), Freed: make(chan uint64, 16), Poke: make(chan struct{}, 1),
+		In: make(chan *Request, 1024), Freed: make(chan uint64, 16), Poke: make(chan struct{}, 1), Marks: make(chan struct{}, 1),
 		Out: out, Pressure: pressure, Geo: geo, BlockSize: uint64(blockSize), Pub: pub,
 		head: head, tail: tail, spare: make([]*Request, 0, 64),
 	}
@@ -55,6 +59,7 @@ func Stride(kind int, n int, blockSize uint64) uint64 {
 // every request it still holds with ErrClosed.
 func (a *Allocator) Run(quit <-chan struct{}) {
 	for {
+		mark := false
 		select {
 		case r := <-a.In:
 			a.queue = append(a.queue, r)
@@ -62,11 +67,14 @@ func (a *Allocator) Run(quit <-chan struct{}) {
 		case h := <-a.Freed:
 			a.head = max(a.head, h)
 		case <-a.Poke:
+		case <-a.Marks:
+			a.gather()
+			mark = true
 		case <-quit:
 			a.closeAll()
 			return
 		}
-		if !a.place(quit) {
+		if !a.place(quit) || mark && !send(a.Out, Item{Kind: ItemMark}, quit) {
 			a.closeAll()
 			return
 		}

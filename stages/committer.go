@@ -29,6 +29,11 @@ import (
 // running the next group is submitted, so a disk that overlaps flushes
 // serves more groups per second. Groups are released strictly in order,
 // each once its own sync and every earlier one has returned.
+//
+// With Depth 1 and Marks, one group at a time: the committer waits for the
+// callers it wakes to append again (Marks) and syncs a group that needs no
+// new bound itself (wal.Journal.Sync), which takes two goroutine hand-offs
+// off every group commit.
 type Committer struct {
 	In chan Completion
 	// Idle, if set, gets a token whenever a slot for a group is free, or
@@ -37,6 +42,15 @@ type Committer struct {
 	Idle chan<- struct{}
 	// Recycle, if set, takes waiter lists back to the writer.
 	Recycle chan<- []*Waiter
+	// Marks, if set, is Allocator.Marks, for a committer of Depth 1.
+	// After each group it releases, the committer asks for a mark and
+	// submits the next group only once the mark has come back through
+	// the writer. The allocator yields to the callers just woken before
+	// it marks, so those that append again at once join the next group.
+	// Without the wait that group would be submitted with the first of
+	// them only, the rest would wait for its sync, and the callers would
+	// stay split in two groups for good, each paying a whole flush.
+	Marks chan<- struct{}
 
 	Journal  *wal.Journal
 	Geo      layout.Geometry
@@ -64,6 +78,7 @@ type Committer struct {
 	synced  []*tailFlight // durable, their waiters not yet woken
 	spare   []*tailFlight
 	failed  error
+	marking bool // a mark was asked for and has not come back
 	buf     [layout.StateLen]byte
 }
 
@@ -109,7 +124,7 @@ func (c *Committer) Run(quit <-chan struct{}) {
 		// will be free with nothing in it: a token sent while completions
 		// sit unread in In would have it write early for nothing.
 		tokened := false
-		for c.ready() && len(c.flights) < c.depth() {
+		for c.ready() && len(c.flights) < c.depth() && (!c.marking || c.failed != nil) {
 			if !tokened && len(c.flights)+1 < c.depth() {
 				// A slot stays free after this group (gather has taken
 				// every completion there was).
@@ -118,8 +133,11 @@ func (c *Committer) Run(quit <-chan struct{}) {
 			}
 			c.submit()
 		}
-		if !tokened && len(c.flights) < c.depth() {
+		if !tokened && len(c.flights) < c.depth() && !c.marking {
 			c.signalIdle()
+		}
+		if len(c.synced) > 0 {
+			continue // synced here (inline): wake its callers first
 		}
 		var oldest <-chan struct{}
 		if len(c.flights) > 0 {
@@ -148,6 +166,12 @@ func (c *Committer) ready() bool {
 // and Pop, does not box each completion into an interface: no allocation
 // per group.
 func (c *Committer) push(x Completion) {
+	if x.Mark {
+		c.marking = false
+		if x.Start == x.End && len(x.Waiters) == 0 && x.Err == nil {
+			return
+		}
+	}
 	c.pending = append(c.pending, x)
 	heap.Fix(&c.pending, len(c.pending)-1)
 }
@@ -250,6 +274,18 @@ func (c *Committer) submit() {
 		c.finish(f, nil)
 		return
 	}
+	if cursor <= c.bound && c.inline() {
+		// Nothing in flight and no bound to write: the sync is the
+		// whole commit, and this goroutine would only wait for it.
+		f.end, c.issued = cursor, cursor
+		if err := c.Journal.Sync(); err != nil {
+			c.fail(fmt.Errorf("ringlog: commit tail: %w", err))
+			c.failGroup(f)
+			return
+		}
+		c.durableGroup(f)
+		return
+	}
 	f.tx = c.Journal.BeginWith(f.tx)
 	gen, bound := c.gen, c.bound
 	if cursor > c.bound {
@@ -313,12 +349,30 @@ func (c *Committer) release() {
 		c.failGroup(f)
 		return
 	}
+	c.durableGroup(f)
+}
+
+// inline reports whether a group that needs no new bound is synced in
+// this goroutine: one group at a time, marks on.
+func (c *Committer) inline() bool { return c.Marks != nil && c.depth() == 1 && len(c.flights) == 0 }
+
+// durableGroup records that group f is durable, queues its callers to be
+// woken, and, with Marks, asks for the mark the next group waits for.
+func (c *Committer) durableGroup(f *tailFlight) {
 	c.Pub.Bytes.Add(f.end - c.durable)
 	c.durable = f.end
 	c.Pub.Durable.Store(f.end)
 	c.Pub.Appends.Add(f.records)
 	c.Pub.Groups.Add(1)
 	c.synced = append(c.synced, f)
+	if c.Marks != nil {
+		// If one is asked for already, its mark comes after this too.
+		select {
+		case c.Marks <- struct{}{}:
+		default:
+		}
+		c.marking = true
+	}
 }
 
 // wake finishes the waiters of every released group.

@@ -41,6 +41,7 @@ const (
 	ItemPad                    // write a padding marker covering [Pos, Pos+Span)
 	ItemHole                   // a reservation: the caller writes it, skip it
 	ItemBlock                  // a reservation's header block: write Block at Pos
+	ItemMark                   // the end of a burst (Allocator.Marks): write everything staged
 )
 
 // Item is a unit of work for the writer. The allocator sends Record, Pad and
@@ -61,6 +62,9 @@ type Completion struct {
 	Start, End uint64
 	Waiters    []*Waiter
 	Err        error
+	// Mark: every item the allocator placed before its mark is in this
+	// completion or an earlier one (Committer.Marks).
+	Mark bool
 }
 
 // Published are values stages publish for observers (Stats, Read, Scan).

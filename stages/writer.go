@@ -56,6 +56,7 @@ type Writer struct {
 	quit            <-chan struct{}
 	quitting        bool
 	idle            bool  // the committer waits for data
+	mark            bool  // the next completion carries Mark
 	early           int64 // unwritten bytes that trigger a write while the committer is busy
 	completionsSent uint64
 }
@@ -136,6 +137,16 @@ func (w *Writer) handle(it Item) {
 	case ItemHole:
 		w.flush(it.Pos)
 		w.jump(it.Pos + it.Span)
+		return
+	case ItemMark:
+		w.mark = true
+		w.flush(w.end)
+		if w.mark && !w.quitting {
+			w.mark = false
+			if !send(w.Out, Completion{Start: w.from, End: w.from, Mark: true}, w.quit) {
+				w.quitting = true
+			}
+		}
 		return
 	case ItemRecord, ItemPad:
 	default:
@@ -221,8 +232,8 @@ func (w *Writer) flush(reportEnd uint64) {
 		w.Pub.Writes.Add(1)
 	}
 	if reportEnd > w.from || len(w.waiters) > 0 {
-		c := Completion{Start: w.from, End: reportEnd, Waiters: w.waiters, Err: w.failed}
-		w.waiters = nil
+		c := Completion{Start: w.from, End: reportEnd, Waiters: w.waiters, Err: w.failed, Mark: w.mark}
+		w.waiters, w.mark = nil, false
 		if !send(w.Out, c, w.quit) {
 			w.waiters = c.Waiters
 			w.quitting = true
