@@ -242,8 +242,9 @@ func (j *Journal) Sync() error {
 	j.syncMu.Lock()
 	err := j.dev.Sync()
 	if err != nil {
-		err = fmt.Errorf("wal: sync: %w", err)
-		j.barrierErr.CompareAndSwap(nil, &err)
+		e := fmt.Errorf("wal: sync: %w", err) // allocated only here
+		j.barrierErr.CompareAndSwap(nil, &e)
+		err = e
 	}
 	j.syncMu.Unlock()
 	j.mu.Lock()
