@@ -27,7 +27,10 @@
 // its turn, but adds nothing to the batch; a group made only of such
 // transactions writes nothing and is one fdatasync. A caller that wrote
 // data elsewhere on the device learns through one that the data is durable,
-// ordered after every transaction begun before it.
+// ordered after every transaction begun before it. Journal.Sync is the same
+// barrier run in the caller's goroutine, for a caller whose earlier
+// transactions are all acknowledged: it skips the hand-offs to the journal's
+// goroutine and back, and if it fails the journal fails with it.
 //
 // Failure: a failed write or sync fails every waiting Commit with that
 // error, and every later Commit with ErrFailed, until the journal is
