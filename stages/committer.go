@@ -80,6 +80,7 @@ type Committer struct {
 	failed  error
 	marking bool // a mark was asked for and has not come back
 	buf     [layout.StateLen]byte
+	onIdle  func() // tests: called each time Run is about to wait
 }
 
 // tailFlight is one group between the submission of its transaction and
@@ -142,6 +143,9 @@ func (c *Committer) Run(quit <-chan struct{}) {
 		var oldest <-chan struct{}
 		if len(c.flights) > 0 {
 			oldest = c.flights[0].tx.Done()
+		}
+		if c.onIdle != nil {
+			c.onIdle()
 		}
 		select {
 		case x := <-c.In:

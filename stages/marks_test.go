@@ -69,17 +69,45 @@ func TestCommitterOneGroupPerMark(t *testing.T) {
 	geo := testGeo(16 << 10)
 	dev := &recDev{Device: device.NewMem(geo.Size)}
 	marks := make(chan struct{}, 1)
-	r := newCommitterRig(t, dev, 0, func(c *stages.Committer) { c.Depth, c.Marks, c.Ahead = 1, marks, 4096 })
+	states := make(chan stages.CommitterState, 1024)
+	r := newCommitterRig(t, dev, 0, func(c *stages.Committer) {
+		c.Depth, c.Marks, c.Ahead = 1, marks, 4096
+		stages.OnCommitterIdle(c, func(s stages.CommitterState) {
+			select {
+			case states <- s:
+			default:
+			}
+		})
+	})
 	defer r.stop()
 
 	w := r.send(0, 100, nil)
 	waitDone(t, w, "first group")
 	recv(t, marks, "the mark asked for after the first group")
+	// Every state reported before the group was released is queued by
+	// now; those after it have its count.
+	for len(states) > 0 {
+		<-states
+	}
 	dev.take()
 	syncs, groups := r.j.Stats().Syncs, r.pub.Groups.Load()
 	var ws []*stages.Waiter
 	for i := range uint64(5) {
 		ws = append(ws, r.send(100+i*100, 200+i*100, nil))
+	}
+	// Wait until the committer, about to wait, holds all five: it has
+	// seen them and chosen to wait for the mark.
+	for {
+		s := recv(t, states, "the committer holding the completions")
+		if s.Groups != groups || s.Flights != 0 {
+			t.Fatalf("a group was committed before the mark came back: %+v", s)
+		}
+		if s.Pending == len(ws) {
+			if !s.Marking {
+				t.Fatalf("holding %d completions without waiting for a mark: %+v", len(ws), s)
+			}
+			break
+		}
 	}
 	for i, w := range ws {
 		if isDone(w) {

@@ -1,0 +1,18 @@
+package stages
+
+// CommitterState is what a committer holds when it is about to wait.
+type CommitterState struct {
+	Pending int  // completions not yet submitted
+	Flights int  // groups submitted and not yet released
+	Marking bool // waiting for a mark
+	Groups  uint64
+}
+
+// OnCommitterIdle has c report its state, before Run starts, each time it
+// is about to wait: a test then knows the committer has handled everything
+// sent so far and chose to wait, not merely that it has not acted yet.
+func OnCommitterIdle(c *Committer, report func(CommitterState)) {
+	c.onIdle = func() {
+		report(CommitterState{Pending: len(c.pending), Flights: len(c.flights), Marking: c.marking, Groups: c.Pub.Groups.Load()})
+	}
+}
