@@ -35,8 +35,8 @@ func BenchmarkTargets(b *testing.B) {
 		// record elsewhere on the device before each sync, as every group
 		// did before the journal's tail bound ran ahead (now one group per
 		// MiB does). The third is against two raw loops of 32 records
-		// syncing at once: the shape of the log's default two groups in
-		// flight, with no cost but the device's.
+		// syncing at once: the shape of the log with two groups in
+		// flight (SyncsInFlight 2), with no cost but the device's.
 		dev, _ := benchPath(b)
 		results := interleave(b,
 			rawLoop(b, dev, raw{n: 64 * 4096, sync: true}),

@@ -342,7 +342,6 @@ func (c *committer) durable(group []*Tx) error {
 	c.j.mu.Lock()
 	c.j.stats.Commits += uint64(len(group))
 	c.j.stats.Groups++
-	c.j.stats.Syncs++
 	c.j.mu.Unlock()
 	return nil
 }
@@ -374,17 +373,14 @@ func (c *committer) checkpoint() error {
 	if _, err := c.j.dev.WriteAt(buf, c.j.offset+int64(other)*slot); err != nil {
 		return fmt.Errorf("wal: checkpoint header: %w", err)
 	}
-	syncs := uint64(1)
 	if c.depth() > 1 {
 		if err := c.j.sync(); err != nil {
 			return fmt.Errorf("wal: checkpoint header sync: %w", err)
 		}
-		syncs++
 	}
 	c.gen, c.curSlot, c.pos = h.gen, other, 0
 	c.j.mu.Lock()
 	c.j.stats.Checkpoints++
-	c.j.stats.Syncs += syncs
 	c.j.mu.Unlock()
 	return nil
 }

@@ -59,13 +59,17 @@ type Journal struct {
 	stats   Stats
 	failErr error // set once by the committer goroutine, read under mu
 
-	// syncMu orders Sync against the commit goroutine's syncs, which hold
-	// it shared: a sync that returns nil after Sync failed proves nothing
-	// (Linux reports a failed writeback once), so Sync records its failure
-	// in barrierErr before any other sync can start, and each of those
-	// checks it once its own has returned.
-	syncMu     sync.RWMutex
-	barrierErr atomic.Pointer[error]
+	// syncMu orders the device syncs: Sync holds it alone, the commit
+	// goroutine's hold it shared. Linux reports a failed writeback once,
+	// to whichever sync asks first, so a nil from the device after another
+	// sync failed proves nothing: every sync that fails records its error
+	// in syncErr before it lets go of syncMu, and every sync that gets nil
+	// checks syncErr after. The goroutine's syncs can overlap each other
+	// (Options.MaxInFlight > 1), and there one can get nil before an
+	// overlapping one has recorded the error it took; with MaxInFlight 1
+	// no two syncs overlap.
+	syncMu  sync.RWMutex
+	syncErr atomic.Pointer[error]
 }
 
 // Open recovers the journal in [offset, offset+size) of dev — replaying
@@ -229,48 +233,56 @@ func (j *Journal) Region() (offset, size int64) { return j.offset, j.size }
 // commits only barriers between its own transactions, and waits for each
 // outcome before the next, saves both on every group commit.
 //
-// If the device's sync fails, the journal fails with it: every
-// transaction not yet acknowledged, and every later Commit, ends with
-// ErrFailed, since the failed sync may have lost their writes.
+// If the device's sync fails, or any other sync of the journal's failed
+// before it, Sync returns an error wrapping ErrFailed, and the journal
+// fails: every transaction not yet acknowledged, and every later Commit,
+// ends with ErrFailed, since the failed sync may have lost their writes.
+// After Close it returns ErrClosed.
 func (j *Journal) Sync() error {
-	if err := j.Err(); err != nil {
-		return fmt.Errorf("%w: %w", ErrFailed, err)
-	}
-	if p := j.barrierErr.Load(); p != nil {
-		return fmt.Errorf("%w: %w", ErrFailed, *p)
+	j.mu.Lock()
+	closed, failed := j.closed, j.failErr
+	j.mu.Unlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case failed != nil:
+		return fmt.Errorf("%w: %w", ErrFailed, failed)
 	}
 	j.syncMu.Lock()
-	err := j.dev.Sync()
-	if err != nil {
-		e := fmt.Errorf("wal: sync: %w", err) // allocated only here
-		j.barrierErr.CompareAndSwap(nil, &e)
-		err = e
-	}
+	err := j.deviceSync()
 	j.syncMu.Unlock()
-	j.mu.Lock()
-	j.stats.Syncs++
-	j.mu.Unlock()
 	if err != nil {
-		// Fail the goroutine too, which has nothing in flight to learn
-		// it from: an empty transaction's sync fails there at once.
+		// Fail the goroutine too, which may have nothing in flight to
+		// learn it from: an empty transaction's sync fails there at once.
 		tx := j.Begin()
 		if j.Submit(tx) == nil {
 			<-tx.done
 		}
-		return fmt.Errorf("%w: %w", ErrFailed, err)
+		return fmt.Errorf("%w: wal: sync: %w", ErrFailed, err)
 	}
 	return nil
 }
 
-// sync is the commit goroutine's device sync: it fails if Sync failed
-// before it.
+// sync is the commit goroutine's device sync.
 func (j *Journal) sync() error {
 	j.syncMu.RLock()
 	defer j.syncMu.RUnlock()
-	if err := j.dev.Sync(); err != nil {
+	return j.deviceSync()
+}
+
+// deviceSync syncs the device, syncMu held: it records a failure in
+// syncErr, and fails if a sync failed before, whatever the device says.
+func (j *Journal) deviceSync() error {
+	err := j.dev.Sync()
+	j.mu.Lock()
+	j.stats.Syncs++
+	j.mu.Unlock()
+	if err != nil {
+		e := err // allocated only here
+		j.syncErr.CompareAndSwap(nil, &e)
 		return err
 	}
-	if p := j.barrierErr.Load(); p != nil {
+	if p := j.syncErr.Load(); p != nil {
 		return *p
 	}
 	return nil

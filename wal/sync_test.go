@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ringlog/ringlog/device"
@@ -95,7 +96,7 @@ func TestSyncErrorSeenByLaterJournalSync(t *testing.T) {
 	// Record the failure without the wake-up Sync sends the goroutine, so
 	// that the transaction below meets it in sync alone.
 	e := errors.New("lost")
-	j.barrierErr.Store(&e)
+	j.syncErr.Store(&e)
 	tx := j.Begin()
 	tx.Write(40<<10, []byte("x"))
 	if err := j.Commit(context.Background(), tx); !errors.Is(err, e) {
@@ -103,5 +104,85 @@ func TestSyncErrorSeenByLaterJournalSync(t *testing.T) {
 	}
 	if f.Count(device.OpSync) == 0 {
 		t.Fatal("no device sync ran")
+	}
+}
+
+// gatedSync holds the next device sync, once armed, until released.
+type gatedSync struct {
+	device.Device
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func newGatedSync(d device.Device) *gatedSync {
+	return &gatedSync{Device: d, entered: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (g *gatedSync) Sync() error {
+	if g.armed.CompareAndSwap(true, false) {
+		g.entered <- struct{}{}
+		<-g.release
+	}
+	return g.Device.Sync()
+}
+
+// TestSyncAfterOverlappingFailure: a sync fails while Sync is already
+// under way (past its checks, or waiting for the failing sync to end). The
+// device reports the failure once, to the failing sync, and then says nil
+// to Sync, which must fail all the same: the failed sync may have dropped
+// the very writes Sync was to make durable. The failing sync is the
+// goroutine's own, then another Sync.
+func TestSyncAfterOverlappingFailure(t *testing.T) {
+	for _, first := range []string{"commit", "sync"} {
+		mem := device.NewMem(64 << 10)
+		if err := Format(mem, 0, MinSize); err != nil {
+			t.Fatal(err)
+		}
+		f := device.NewFaulty(mem)
+		g := newGatedSync(f)
+		j, err := Open(g, 0, MinSize, Options{DeferApply: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Inject(device.Fault{Op: device.OpSync, N: f.Count(device.OpSync) + 1, Err: device.EIO})
+		g.armed.Store(true)
+		firstErr := make(chan error, 1)
+		go func() {
+			if first == "sync" {
+				firstErr <- j.Sync()
+				return
+			}
+			tx := j.Begin()
+			tx.Write(40<<10, []byte("x"))
+			firstErr <- j.Commit(context.Background(), tx)
+		}()
+		<-g.entered // the failing sync holds syncMu
+		second := make(chan error, 1)
+		go func() { second <- j.Sync() }()
+		close(g.release)
+		if err := <-firstErr; !errors.Is(err, device.EIO) {
+			t.Errorf("%s: the failing sync's caller got %v, want EIO", first, err)
+		}
+		if err := <-second; !errors.Is(err, ErrFailed) {
+			t.Errorf("%s: Sync overlapping a failed sync returned %v, want ErrFailed", first, err)
+		}
+		j.Close()
+	}
+}
+
+// TestSyncAfterClose returns ErrClosed, like every other method.
+func TestSyncAfterClose(t *testing.T) {
+	mem := device.NewMem(64 << 10)
+	if err := Format(mem, 0, MinSize); err != nil {
+		t.Fatal(err)
+	}
+	j, err := Open(mem, 0, MinSize, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	if err := j.Sync(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Sync after Close: %v, want ErrClosed", err)
 	}
 }
