@@ -32,8 +32,10 @@ type Config struct {
 	// second of 2 with 64 writers of 4 KiB.
 	//
 	// More overlaps the syncs, which pays on a disk that works on several
-	// flushes at once: callers released by one sync start the next group
-	// while another is still syncing.
+	// flushes at once. A group is then acknowledged once every sync that
+	// overlapped its own has returned as well (wal.Options.MaxInFlight):
+	// a failed writeback is reported to one sync only, which may be
+	// another group's.
 	SyncsInFlight int
 }
 

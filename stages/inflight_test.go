@@ -141,7 +141,9 @@ func TestCommitterFirstOfTwoFails(t *testing.T) {
 // TestCommitterIdleTokenWithGroupsInFlight: the writer's token means "a slot
 // for a group is free and nothing fills it". It comes when the first group
 // leaves the second slot free, never while both slots are taken, and again
-// once a slot frees up.
+// once the slots free up. (The first group is released only once the
+// second one's sync, which overlapped its own, has returned too:
+// wal.Options.MaxInFlight.)
 func TestCommitterIdleTokenWithGroupsInFlight(t *testing.T) {
 	r, h := pipelinedRig(t)
 	recv(t, r.idle, "the token at start")
@@ -159,10 +161,10 @@ func TestCommitterIdleTokenWithGroupsInFlight(t *testing.T) {
 		t.Fatal("a token while both slots are taken")
 	}
 	syncA <- nil
-	waitDone(t, a, "first group")
-	recv(t, r.idle, "a token once the first slot is free")
 	syncB <- nil
+	waitDone(t, a, "first group")
 	waitDone(t, b, "second group")
+	recv(t, r.idle, "a token once the slots are free")
 }
 
 // release answers whichever of the held syncs still waits.

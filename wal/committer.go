@@ -34,8 +34,10 @@ type committer struct {
 	// Batches written whose sync is in flight, oldest first. They are
 	// released strictly in this order, whatever order their syncs return
 	// in: a batch is acknowledged only once it and every batch before it
-	// is durable.
+	// is durable, and once every sync that overlapped its own has
+	// returned too (overlapped).
 	flights []*flight
+	started uint64       // syncs started
 	spare   []*flight    // flights not in use, with their group slices
 	syncReq chan *flight // to the sync workers
 	synced  chan *flight // from the sync workers
@@ -49,6 +51,11 @@ type flight struct {
 	group  []*Tx
 	err    error // the sync's outcome
 	synced bool
+	seq    uint64 // order in which the syncs started
+	// upTo is the seq of the last sync started before this one returned:
+	// the flight is released only once every sync up to it has returned
+	// (overlapped).
+	upTo uint64
 }
 
 // maxDeferred bounds the deferred writes kept before they are applied anyway.
@@ -108,7 +115,7 @@ func (c *committer) run() {
 			c.add(tx)
 			c.gather()
 		case f := <-c.synced:
-			f.synced = true
+			c.returned(f)
 			c.release()
 			if c.onSynced != nil {
 				c.onSynced()
@@ -207,10 +214,38 @@ func (c *committer) flush() {
 	}
 }
 
+// returned records that f's sync has returned. A failure fails the
+// journal at once, before the flights older than f are released: Linux
+// reports a failed writeback once, to whichever sync asks first, so the
+// writes f's sync lost may be an older batch's, whose own sync, overlapping
+// f's, got nil.
+func (c *committer) returned(f *flight) {
+	f.synced, f.upTo = true, c.started
+	if f.err != nil && c.failed == nil {
+		c.fail(fmt.Errorf("wal: sync batch: %w", f.err))
+	}
+}
+
+// overlapped reports whether every sync that started before f's returned
+// has returned itself: until then one of them may yet report a failure
+// that f's nil hid.
+func (c *committer) overlapped(f *flight) bool {
+	for _, g := range c.flights {
+		if g.seq > f.upTo {
+			break
+		}
+		if !g.synced {
+			return false
+		}
+	}
+	return true
+}
+
 // release acknowledges, oldest first, every batch whose sync has returned
-// and that has no unsynced batch before it.
+// and that has no unsynced batch before it, nor an overlapping sync still
+// running.
 func (c *committer) release() {
-	for len(c.flights) > 0 && c.flights[0].synced {
+	for len(c.flights) > 0 && c.flights[0].synced && c.overlapped(c.flights[0]) {
 		f := c.flights[0]
 		n := copy(c.flights, c.flights[1:]) // reuses the array for ever
 		c.flights[n] = nil
@@ -242,7 +277,7 @@ func (c *committer) release() {
 func (c *committer) drain() {
 	for len(c.flights) > 0 {
 		f := <-c.synced
-		f.synced = true
+		c.returned(f)
 		c.release()
 	}
 }
@@ -305,10 +340,13 @@ func (c *committer) startFlight(group []*Tx) error {
 		f = new(flight)
 	}
 	f.group = append(f.group, group...)
+	c.started++
+	f.seq = c.started
 	c.flights = append(c.flights, f)
 	if c.depth() == 1 {
 		// Nothing could overlap this sync: spare the hand-off.
-		f.err, f.synced = c.j.sync(), true
+		f.err = c.j.sync()
+		c.returned(f)
 		c.release()
 		return nil
 	}

@@ -126,6 +126,30 @@ func TestInFlightEarlierSyncFails(t *testing.T) {
 	closeHeld(t, h, j)
 }
 
+// TestInFlightLaterSyncFails has A's sync return nil first, while B's,
+// started before it returned, is still running; then B's fails. A must
+// fail too: Linux reports a failed writeback once, to whichever sync asks
+// first, so the pages B's sync found lost may be A's, and A's nil proves
+// nothing. A is held until B's sync returns.
+func TestInFlightLaterSyncFails(t *testing.T) {
+	_, h, j, resA, resB, syncA, syncB, handled := twoInFlight(t, false)
+	syncA <- nil
+	<-handled
+	select {
+	case err := <-resA:
+		t.Fatalf("A acknowledged (%v) while B's overlapping sync was still running", err)
+	default:
+	}
+	syncB <- device.EIO
+	if err := <-resA; !errors.Is(err, ErrFailed) {
+		t.Errorf("A, whose sync returned nil while B's overlapped it: %v, want ErrFailed", err)
+	}
+	if err := <-resB; !errors.Is(err, ErrFailed) || !errors.Is(err, device.EIO) {
+		t.Errorf("B: %v, want ErrFailed wrapping EIO", err)
+	}
+	closeHeld(t, h, j)
+}
+
 // TestInFlightCloseWaits closes the journal with two syncs held: Close
 // waits for both and reports each commit's real outcome.
 func TestInFlightCloseWaits(t *testing.T) {

@@ -28,7 +28,10 @@ type Options struct {
 	// earlier syncs are in flight, which on a disk that overlaps flushes
 	// commits more groups per second. Transactions still take effect and
 	// complete in Begin order, each only once every batch up to its own is
-	// durable.
+	// durable and every sync that overlapped its own has returned: Linux
+	// reports a failed writeback once, to whichever sync asks first, so a
+	// sync's nil means nothing while another that overlapped it may yet
+	// report the failure.
 	MaxInFlight int
 }
 
@@ -66,8 +69,8 @@ type Journal struct {
 	// in syncErr before it lets go of syncMu, and every sync that gets nil
 	// checks syncErr after. The goroutine's syncs can overlap each other
 	// (Options.MaxInFlight > 1), and there one can get nil before an
-	// overlapping one has recorded the error it took; with MaxInFlight 1
-	// no two syncs overlap.
+	// overlapping one has recorded the error it took: the goroutine holds
+	// each batch until every sync that overlapped its own has returned.
 	syncMu  sync.RWMutex
 	syncErr atomic.Pointer[error]
 }
