@@ -28,7 +28,8 @@ import (
 // Up to Depth groups are in flight at once: while earlier syncs are still
 // running the next group is submitted, so a disk that overlaps flushes
 // serves more groups per second. Groups are released strictly in order,
-// each once its own sync and every earlier one has returned.
+// each once its own sync, every earlier one and every later one that
+// overlapped it have returned (wal.Options.MaxInFlight).
 //
 // With Depth 1 and Marks, one group at a time: the committer waits for the
 // callers it wakes to append again (Marks) and syncs a group that needs no

@@ -25,6 +25,10 @@ type committer struct {
 	gen     uint64
 	curSlot int
 	failed  error
+	// lost is the first failed sync (or apply) of a batch still in flight:
+	// no batch is written after it, the flights are released failed, and
+	// once none is left the journal fails (failed), with everything queued.
+	lost error
 
 	buf      []byte // aligned batch buffer
 	group    []*Tx
@@ -168,7 +172,7 @@ func (c *committer) add(tx *Tx) {
 // flush writes every transaction that is ready in Begin order, in groups
 // bounded by maxBatch, while fewer than depth batches are syncing.
 func (c *committer) flush() {
-	for c.failed == nil && len(c.flights) < c.depth() {
+	for c.failed == nil && c.lost == nil && len(c.flights) < c.depth() {
 		c.group = c.group[:0]
 		size := batchHeaderLen
 		for {
@@ -214,16 +218,30 @@ func (c *committer) flush() {
 	}
 }
 
-// returned records that f's sync has returned. A failure fails the
-// journal at once, before the flights older than f are released: Linux
-// reports a failed writeback once, to whichever sync asks first, so the
-// writes f's sync lost may be an older batch's, whose own sync, overlapping
-// f's, got nil.
+// returned records that f's sync has returned. A failure condemns the
+// flights older than f too, which are not yet released: Linux reports a
+// failed writeback once, to whichever sync asks first, so the writes f's
+// sync lost may be an older batch's, whose own sync, overlapping f's, got
+// nil.
 func (c *committer) returned(f *flight) {
 	f.synced, f.upTo = true, c.started
-	if f.err != nil && c.failed == nil {
-		c.fail(fmt.Errorf("wal: sync batch: %w", f.err))
+	if f.err != nil {
+		c.lose(fmt.Errorf("wal: sync batch: %w", f.err))
 	}
+}
+
+// lose records the first failure of a batch in flight (lost), and reports
+// it through Journal.Err at once.
+func (c *committer) lose(err error) {
+	if c.lost != nil {
+		return
+	}
+	c.lost = err
+	c.j.mu.Lock()
+	if c.j.failErr == nil {
+		c.j.failErr = err
+	}
+	c.j.mu.Unlock()
 }
 
 // overlapped reports whether every sync that started before f's returned
@@ -250,19 +268,23 @@ func (c *committer) release() {
 		n := copy(c.flights, c.flights[1:]) // reuses the array for ever
 		c.flights[n] = nil
 		c.flights = c.flights[:n]
-		err := f.err
-		if err != nil {
-			err = fmt.Errorf("wal: sync batch: %w", err)
-		} else if c.failed == nil {
-			err = c.durable(f.group)
+		var err error
+		switch {
+		case f.err != nil:
+			err = fmt.Errorf("wal: sync batch: %w", f.err)
+		case c.lost == nil && c.failed == nil:
+			if err = c.durable(f.group); err != nil {
+				c.lose(err)
+			}
 		}
-		if err != nil && c.failed == nil {
-			c.fail(err)
+		cause := c.failed
+		if cause == nil {
+			cause = c.lost
 		}
-		if c.failed != nil {
-			// Once one sync failed, a later one that succeeded proves
+		if cause != nil {
+			// Once one sync failed, another that succeeded proves
 			// nothing: the failed one's writes may be gone.
-			err = fmt.Errorf("%w: %w", ErrFailed, c.failed)
+			err = fmt.Errorf("%w: %w", ErrFailed, cause)
 		}
 		for _, tx := range f.group {
 			tx.finish(err)
@@ -270,6 +292,10 @@ func (c *committer) release() {
 		clear(f.group)
 		f.group, f.err, f.synced = f.group[:0], nil, false
 		c.spare = append(c.spare, f)
+	}
+	if c.lost != nil && c.failed == nil && len(c.flights) == 0 {
+		// Every batch before the queued transactions has its outcome.
+		c.fail(c.lost)
 	}
 }
 

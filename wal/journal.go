@@ -27,11 +27,13 @@ type Options struct {
 	// With more, the next batch is written and its sync started while
 	// earlier syncs are in flight, which on a disk that overlaps flushes
 	// commits more groups per second. Transactions still take effect and
-	// complete in Begin order, each only once every batch up to its own is
+	// succeed in Begin order, each only once every batch up to its own is
 	// durable and every sync that overlapped its own has returned: Linux
 	// reports a failed writeback once, to whichever sync asks first, so a
 	// sync's nil means nothing while another that overlapped it may yet
-	// report the failure.
+	// report the failure. After a failed sync no batch is written; the
+	// batches in flight fail as they are released, and the transactions
+	// queued behind them once none is left.
 	MaxInFlight int
 }
 
