@@ -269,10 +269,8 @@ func (c *committer) release() {
 		c.flights[n] = nil
 		c.flights = c.flights[:n]
 		var err error
-		switch {
-		case f.err != nil:
-			err = fmt.Errorf("wal: sync batch: %w", f.err)
-		case c.lost == nil && c.failed == nil:
+		if f.err == nil && c.lost == nil && c.failed == nil {
+			// (A failed sync is in lost already: returned.)
 			if err = c.durable(f.group); err != nil {
 				c.lose(err)
 			}
