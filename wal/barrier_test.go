@@ -14,15 +14,7 @@ import (
 // and the journal wrote nothing for it.
 func TestSyncBarrierMakesOutsideWritesDurable(t *testing.T) {
 	for _, inflight := range []int{1, 2} {
-		crash := device.NewCrash(64 << 10)
-		if err := Format(crash, 0, MinSize); err != nil {
-			t.Fatal(err)
-		}
-		f := device.NewFaulty(crash)
-		j, err := Open(f, 0, MinSize, Options{MaxInFlight: inflight, DeferApply: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		crash, f, j := faultyJournal(t, Options{MaxInFlight: inflight, DeferApply: true})
 		data := bytes.Repeat([]byte{0xa5}, 4096)
 		if _, err := f.WriteAt(data, 32<<10); err != nil {
 			t.Fatal(err)

@@ -30,6 +30,24 @@ func mustOpen(t testing.TB, dev device.Device, off, size int64) *Journal {
 	return j
 }
 
+// faultyJournal formats a journal at the start of a 64 KiB crash device and
+// opens it with opts through a Faulty wrapper, which counts and fails the
+// journal's operations; the journal is closed when the test ends.
+func faultyJournal(t testing.TB, opts Options) (*device.Crash, *device.Faulty, *Journal) {
+	t.Helper()
+	crash := device.NewCrash(64 << 10)
+	if err := Format(crash, 0, MinSize); err != nil {
+		t.Fatal(err)
+	}
+	f := device.NewFaulty(crash)
+	j, err := Open(f, 0, MinSize, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	return crash, f, j
+}
+
 // commitOne commits one transaction of the given writes (offset, bytes
 // pairs) and returns Commit's error.
 func commitOne(j *Journal, ws ...write) error {

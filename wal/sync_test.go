@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"sync/atomic"
 	"testing"
 
 	"github.com/ringlog/ringlog/device"
@@ -13,16 +12,7 @@ import (
 // TestSyncMakesOutsideWritesDurable: Journal.Sync is a barrier run in the
 // caller's goroutine, one device sync and no write.
 func TestSyncMakesOutsideWritesDurable(t *testing.T) {
-	crash := device.NewCrash(64 << 10)
-	if err := Format(crash, 0, MinSize); err != nil {
-		t.Fatal(err)
-	}
-	f := device.NewFaulty(crash)
-	j, err := Open(f, 0, MinSize, Options{DeferApply: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
+	crash, f, j := faultyJournal(t, Options{DeferApply: true})
 	data := bytes.Repeat([]byte{0x5a}, 4096)
 	if _, err := f.WriteAt(data, 32<<10); err != nil {
 		t.Fatal(err)
@@ -48,15 +38,7 @@ func TestSyncMakesOutsideWritesDurable(t *testing.T) {
 // either: the failed sync may have dropped its batch.
 func TestSyncFailureFailsJournal(t *testing.T) {
 	for _, inflight := range []int{1, 2} {
-		crash := device.NewCrash(64 << 10)
-		if err := Format(crash, 0, MinSize); err != nil {
-			t.Fatal(err)
-		}
-		f := device.NewFaulty(crash)
-		j, err := Open(f, 0, MinSize, Options{MaxInFlight: inflight, DeferApply: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, f, j := faultyJournal(t, Options{MaxInFlight: inflight, DeferApply: true})
 		if err := j.Sync(); err != nil {
 			t.Fatalf("inflight %d: first Sync: %v", inflight, err)
 		}
@@ -83,16 +65,7 @@ func TestSyncFailureFailsJournal(t *testing.T) {
 // after Sync failed, returns nil from the device (the error was reported
 // once, to Sync) yet its transaction fails.
 func TestSyncErrorSeenByLaterJournalSync(t *testing.T) {
-	crash := device.NewCrash(64 << 10)
-	if err := Format(crash, 0, MinSize); err != nil {
-		t.Fatal(err)
-	}
-	f := device.NewFaulty(crash)
-	j, err := Open(f, 0, MinSize, Options{DeferApply: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
+	_, f, j := faultyJournal(t, Options{DeferApply: true})
 	// Record the failure without the wake-up Sync sends the goroutine, so
 	// that the transaction below meets it in sync alone.
 	e := errors.New("lost")
@@ -105,26 +78,6 @@ func TestSyncErrorSeenByLaterJournalSync(t *testing.T) {
 	if f.Count(device.OpSync) == 0 {
 		t.Fatal("no device sync ran")
 	}
-}
-
-// gatedSync holds the next device sync, once armed, until released.
-type gatedSync struct {
-	device.Device
-	armed   atomic.Bool
-	entered chan struct{}
-	release chan struct{}
-}
-
-func newGatedSync(d device.Device) *gatedSync {
-	return &gatedSync{Device: d, entered: make(chan struct{}, 1), release: make(chan struct{})}
-}
-
-func (g *gatedSync) Sync() error {
-	if g.armed.CompareAndSwap(true, false) {
-		g.entered <- struct{}{}
-		<-g.release
-	}
-	return g.Device.Sync()
 }
 
 // TestSyncAfterOverlappingFailure: a sync fails while Sync is already
@@ -140,47 +93,39 @@ func TestSyncAfterOverlappingFailure(t *testing.T) {
 			t.Fatal(err)
 		}
 		f := device.NewFaulty(mem)
-		g := newGatedSync(f)
+		g := newGate(f)
 		j, err := Open(g, 0, MinSize, Options{DeferApply: true})
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { j.Close() })
 		f.Inject(device.Fault{Op: device.OpSync, N: f.Count(device.OpSync) + 1, Err: device.EIO})
-		g.armed.Store(true)
-		firstErr := make(chan error, 1)
-		go func() {
-			if first == "sync" {
-				firstErr <- j.Sync()
-				return
-			}
-			tx := j.Begin()
-			tx.Write(40<<10, []byte("x"))
-			firstErr <- j.Commit(context.Background(), tx)
-		}()
-		<-g.entered // the failing sync holds syncMu
+		// The failing sync holds syncMu once these return.
+		var firstErr <-chan error
+		if first == "sync" {
+			res := make(chan error, 1)
+			g.armed.Store(true)
+			go func() { res <- j.Sync() }()
+			<-g.entered
+			firstErr = res
+		} else {
+			firstErr = holdSync(t, j, g, w(40<<10, []byte("x")))
+		}
 		second := make(chan error, 1)
 		go func() { second <- j.Sync() }()
-		close(g.release)
+		g.release <- struct{}{}
 		if err := <-firstErr; !errors.Is(err, device.EIO) {
 			t.Errorf("%s: the failing sync's caller got %v, want EIO", first, err)
 		}
 		if err := <-second; !errors.Is(err, ErrFailed) {
 			t.Errorf("%s: Sync overlapping a failed sync returned %v, want ErrFailed", first, err)
 		}
-		j.Close()
 	}
 }
 
 // TestSyncAfterClose returns ErrClosed, like every other method.
 func TestSyncAfterClose(t *testing.T) {
-	mem := device.NewMem(64 << 10)
-	if err := Format(mem, 0, MinSize); err != nil {
-		t.Fatal(err)
-	}
-	j, err := Open(mem, 0, MinSize, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := formatOpen(t, device.NewMem(64<<10), 0, MinSize)
 	j.Close()
 	if err := j.Sync(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Sync after Close: %v, want ErrClosed", err)
