@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/ringlog/ringlog/device"
+	"github.com/ringlog/ringlog/internal/testhooks"
 )
 
 // committer is the journal's single goroutine: it owns the area, the batch
@@ -72,17 +73,17 @@ func newCommitter(j *Journal, st recovered) *committer {
 		mb = j.opts.MaxBatch
 	}
 	depth := max(j.opts.MaxInFlight, 1)
-	return &committer{
+	c := &committer{
 		j: j, app: newApplier(j.dev), bs: int64(j.dev.BlockSize()), area: area, maxBatch: mb,
 		pending: make(map[uint64]*Tx),
 		seq:     st.startSeq, gen: st.gen, curSlot: st.curSlot,
 		syncReq: make(chan *flight, depth), synced: make(chan *flight, depth),
-		onSynced: syncedHook,
 	}
+	if h := testhooks.SyncHandled.Load(); h != nil {
+		c.onSynced = *h
+	}
+	return c
 }
-
-// syncedHook, set by tests before Open, becomes the committer's onSynced.
-var syncedHook func()
 
 // depth is how many batches may be syncing at once.
 func (c *committer) depth() int { return cap(c.syncReq) }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ringlog/ringlog/device"
+	"github.com/ringlog/ringlog/internal/testhooks"
 )
 
 // heldSyncs makes every Sync wait until the test answers it, so that a test
@@ -35,15 +36,16 @@ func (h *heldSyncs) Sync() error {
 func twoInFlight(t *testing.T, deferApply bool) (mem *device.Mem, h *heldSyncs, j *Journal, resA, resB <-chan error, syncA, syncB chan error, handled <-chan struct{}) {
 	t.Helper()
 	ch := make(chan struct{}, 8)
-	syncedHook = func() { ch <- struct{}{} }
-	t.Cleanup(func() { syncedHook = nil })
+	hook := func() { ch <- struct{}{} }
+	testhooks.SyncHandled.Store(&hook)
+	t.Cleanup(func() { testhooks.SyncHandled.Store(nil) })
 	mem = device.NewMem(64 << 10)
 	if err := Format(mem, 0, MinSize); err != nil {
 		t.Fatal(err)
 	}
 	h = &heldSyncs{Device: mem, entered: make(chan chan error)}
 	j, err := Open(h, 0, MinSize, Options{MaxInFlight: 2, DeferApply: deferApply})
-	syncedHook = nil
+	testhooks.SyncHandled.Store(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

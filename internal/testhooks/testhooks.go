@@ -1,7 +1,8 @@
 // Package testhooks plants known bugs in ringlog, for tests that prove the
-// crash checker catches them (fuzz/planted_test.go), and switches off what a
-// test's setup needs off. Every hook is off unless a test turns it on;
-// production code only ever reads them.
+// crash checker catches them (fuzz/planted_test.go), switches off what a
+// test's setup needs off, and tells a test of moments it has to wait for.
+// Every hook is off unless a test turns it on; production code only ever
+// reads them.
 package testhooks
 
 import "sync/atomic"
@@ -27,4 +28,9 @@ var (
 	// bound ahead of it: a test can then count on every group writing to
 	// the journal.
 	ExactTail atomic.Bool
+	// SyncHandled, if set when a journal opens, is called by that
+	// journal's committer each time it has dealt with a returned sync: the
+	// moment a test waits for before it lets the next sync return, when
+	// what it checks is that the order of returns makes no difference.
+	SyncHandled atomic.Pointer[func()]
 )
