@@ -20,8 +20,9 @@ import (
 // have covered, or that were never written, since the bound runs ahead of
 // the data — and ends the tail at the first one that fails (checksum,
 // position, epoch, or an end past the bound). Nothing past that point was
-// ever acknowledged. The new tail is committed under a new epoch before
-// Open returns.
+// ever acknowledged. A read that fails, rather than finding no valid frame,
+// fails Open and changes nothing. The new tail is committed under a new
+// epoch before Open returns.
 func Open(dev device.Device, cfg Config) (*Log, error) {
 	g, err := readSuperblock(dev, cfg)
 	if err != nil {
@@ -139,6 +140,12 @@ func recoverLog(dev device.Device, j *wal.Journal, f formatted, cfg Config) (*Lo
 		if testhooks.TrustJournalTail.Load() {
 			end = tail.Tail
 			break
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) {
+			// A read that failed says nothing about the frame. Ending
+			// the tail here would drop acknowledged records for good,
+			// so Open fails and commits nothing.
+			return nil, fmt.Errorf("ringlog: verify the log's unsynced end: %w", err)
 		}
 		if err != nil || h.Epoch != tail.Epoch || end+h.Stride() > tail.Tail {
 			break

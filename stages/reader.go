@@ -107,7 +107,15 @@ func (r *FrameReader) read(vpos uint64, off, n int64, ahead bool) ([]byte, error
 	r.winLen = 0
 	b := r.buf[:want]
 	if _, err := r.Dev.ReadAt(b, off); err != nil {
-		return nil, fmt.Errorf("ringlog: read at %d: %w", off, err)
+		if want == n {
+			return nil, fmt.Errorf("ringlog: read at %d: %w", off, err)
+		}
+		// The bytes ahead may be what failed (an unreadable sector the
+		// log has not reached yet): that is no reason to fail this frame.
+		keep, b = 0, r.buf[:n]
+		if _, err := r.Dev.ReadAt(b, off); err != nil {
+			return nil, fmt.Errorf("ringlog: read at %d: %w", off, err)
+		}
 	}
 	r.winPos, r.winLen = vpos, min(keep, want)
 	return b[:n], nil

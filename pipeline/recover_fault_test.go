@@ -1,0 +1,122 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ringlog/ringlog/device"
+	"github.com/ringlog/ringlog/pipeline"
+)
+
+// crashedImage returns the bytes of a device whose log acknowledged the
+// returned records and then lost power: the tail bound is ahead of them, so
+// Open has frames to verify.
+func crashedImage(t *testing.T) ([]byte, pipeline.Config, map[pipeline.Position][]byte) {
+	t.Helper()
+	mem := device.NewMem(1 << 20)
+	cfg := pipeline.Config{CollectInterval: time.Hour}
+	l := formatOpen(t, mem, cfg)
+	acked := map[pipeline.Position][]byte{}
+	for i := range 20 {
+		p := idPayload(uint64(i), 3000)
+		pos, err := l.Append(guardCtx(t), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked[pos] = p
+	}
+	img := bytes.Clone(mem.Bytes()) // the power cut: every append above was synced
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return img, cfg, acked
+}
+
+func memOf(img []byte) *device.Mem {
+	m := device.NewMem(int64(len(img)))
+	m.WriteAt(img, 0)
+	return m
+}
+
+// holdsAll checks that l has every acknowledged record.
+func holdsAll(t *testing.T, l *pipeline.Log, acked map[pipeline.Position][]byte, what string) {
+	t.Helper()
+	for pos, p := range acked {
+		if got, err := l.Read(pos); err != nil || !bytes.Equal(got, p) {
+			t.Fatalf("%s: acknowledged record at %d: %v", what, pos, err)
+		}
+	}
+}
+
+// TestOpenReadFailureAfterCrash fails each read of Open once, in turn, on a
+// log that crashed with frames past its synced tail. A read that fails
+// while Open verifies them says nothing about the frames: Open must fail,
+// or get the bytes another way, and never end the log early, which would
+// drop acknowledged records for good.
+func TestOpenReadFailureAfterCrash(t *testing.T) {
+	img, cfg, acked := crashedImage(t)
+	var end pipeline.Position
+	for pos, p := range acked {
+		end = max(end, pos+pipeline.Position(len(p)))
+	}
+	for n := int64(1); ; n++ {
+		m := memOf(img)
+		f := device.NewFaulty(m, device.Fault{Op: device.OpRead, N: n})
+		l, err := pipeline.Open(f, cfg)
+		if err == nil {
+			// (Reads through f could meet the fault after Open.)
+			if d := l.Stats().Durable; d < end {
+				t.Fatalf("Open with read %d failing ended the log at %d, before acknowledged records up to %d", n, d, end)
+			}
+			l.Close()
+		} else if !device.IsInjected(err) {
+			t.Fatalf("Open with read %d failing: %v, want the injected error", n, err)
+		}
+		// Whatever Open did, the healthy device still has every record.
+		l = mustOpen(t, m, cfg)
+		holdsAll(t, l, acked, "reopened after a failed read")
+		l.Close()
+		if f.Count(device.OpRead) < n {
+			break // Open does fewer than n reads
+		}
+		if n > 1000 {
+			t.Fatal("Open never finished")
+		}
+	}
+}
+
+// badSector fails every read that covers its offset, as a device does with
+// a sector it cannot read.
+type badSector struct {
+	device.Device
+	off int64
+}
+
+func (d badSector) ReadAt(p []byte, off int64) (int, error) {
+	if off <= d.off && d.off < off+int64(len(p)) {
+		return 0, syscall.EIO
+	}
+	return d.Device.ReadAt(p, off)
+}
+
+// TestOpenUnreadableSectorAhead puts an unreadable sector in space the log
+// has not written yet, past the acknowledged frames but below the tail
+// bound: Open's read-ahead covers it, but no frame lies there, so Open
+// succeeds with every record.
+func TestOpenUnreadableSectorAhead(t *testing.T) {
+	img, cfg, acked := crashedImage(t)
+	last := idPayload(19, 3000)
+	i := bytes.Index(img, last)
+	if i < 0 {
+		t.Fatal("last record not found in the image")
+	}
+	bad := (int64(i+len(last)) + 8<<10) &^ (device.SectorSize - 1)
+	l, err := pipeline.Open(badSector{memOf(img), bad}, cfg)
+	if err != nil {
+		t.Fatalf("Open with an unreadable sector where nothing was written: %v", err)
+	}
+	defer l.Close()
+	holdsAll(t, l, acked, "Open past an unreadable sector")
+}
