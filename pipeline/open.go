@@ -49,6 +49,9 @@ type formatted struct {
 }
 
 func readSuperblock(dev device.Device, cfg Config) (formatted, error) {
+	if !blockSizeOK(dev.BlockSize()) {
+		return formatted{}, badBlockSize(dev)
+	}
 	if cfg.Offset < 0 || cfg.Offset%layout.Align != 0 || cfg.Offset+2*layout.Align > dev.Size() {
 		return formatted{}, fmt.Errorf("%w: offset %d does not leave room for a superblock on a device of %d bytes", ErrBadConfig, cfg.Offset, dev.Size())
 	}
@@ -82,8 +85,6 @@ func readSuperblock(dev device.Device, cfg Config) (formatted, error) {
 		return formatted{}, fmt.Errorf("%w: region [%d, %d) is beyond the device's %d bytes", ErrBadFormat, g.Offset, g.Offset+g.Size, dev.Size())
 	case g.DataSize < minDataSize || g.JournalSize < wal.MinSize:
 		return formatted{}, fmt.Errorf("%w: impossible geometry in superblock", ErrBadFormat)
-	case layout.Align%dev.BlockSize() != 0:
-		return formatted{}, fmt.Errorf("%w: device block size %d does not divide %d", ErrBadConfig, dev.BlockSize(), layout.Align)
 	}
 	return formatted{geo: g, id: best.FormatID}, nil
 }
