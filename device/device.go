@@ -29,7 +29,8 @@ type Device interface {
 	Size() int64
 	// BlockSize is the alignment, in bytes, that offsets, lengths and (for
 	// O_DIRECT) buffers of reads and writes must respect for best (or, with
-	// O_DIRECT, any) results. It is a power of two.
+	// O_DIRECT, any) results. It is a power of two; a log needs one from
+	// SectorSize to 4096 and refuses any other with an error.
 	BlockSize() int
 	// Close releases the device. Data not synced may be lost.
 	Close() error
