@@ -220,6 +220,57 @@ func TestCancelledParkedAppendLeavesNoTrace(t *testing.T) {
 	}
 }
 
+// TestQueuedBehindParkedGetsNoSpace: requests are placed in arrival order,
+// so those queued behind a parked one wait for space as well. Each counts
+// in Stats.Parked, and one whose context ends gets ErrNoSpace like the
+// parked one, whether or not the allocator has seen it yet.
+func TestQueuedBehindParkedGetsNoSpace(t *testing.T) {
+	c := newSetChecker()
+	_, _, l := smallLog(t, c)
+	ps, _, err := fill(t, l, 2000, 1)
+	if !errors.Is(err, pipeline.ErrNoSpace) {
+		t.Fatalf("fill: %v", err)
+	}
+	first := goAppend(guardCtx(t), l, idPayload(1000, 2000))
+	waitParked(t, l, c, l.Stats().Parked, first)
+	before := l.Stats().Parked
+	var cancels []context.CancelFunc
+	var behind []<-chan appendResult
+	for i := range 3 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels = append(cancels, cancel)
+		// Tiny records: they would fit, were they not behind the first.
+		done := goAppend(ctx, l, idPayload(uint64(1001+i), 10))
+		waitParked(t, l, c, before+uint64(i), done)
+		behind = append(behind, done)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	// Not yet seen by the allocator, perhaps: its context ended already.
+	if _, err := l.Append(ctx, idPayload(1004, 10)); !errors.Is(err, pipeline.ErrNoSpace) || !errors.Is(err, context.Canceled) {
+		t.Errorf("append behind a parked one, context cancelled at once: %v, want ErrNoSpace and Canceled", err)
+	}
+	for i, done := range behind {
+		cancels[i]()
+		if r := <-done; !errors.Is(r.err, pipeline.ErrNoSpace) || !errors.Is(r.err, context.Canceled) {
+			t.Errorf("append %d queued behind a parked one: %v, want ErrNoSpace and Canceled", i, r.err)
+		}
+	}
+	// Space freed: the first one goes in, and the log is no longer full.
+	c.mark(ps...)
+	if err := l.Collect(guardCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-first; r.err != nil {
+		t.Fatal(r.err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	cancel()
+	if _, err := l.Append(ctx, idPayload(1005, 10)); errors.Is(err, pipeline.ErrNoSpace) {
+		t.Errorf("append with room, context cancelled at once: %v, not ErrNoSpace", err)
+	}
+}
+
 func TestTooLarge(t *testing.T) {
 	c := newSetChecker()
 	_, _, l := smallLog(t, c)

@@ -170,6 +170,9 @@ func (l *Log) submit(ctx context.Context, r *stages.Request) error {
 	case l.alloc.In <- r:
 		return nil
 	case <-ctx.Done():
+		if l.pub.Full.Load() {
+			return fmt.Errorf("%w: %w", ErrNoSpace, ctx.Err())
+		}
 		return ctx.Err()
 	case <-l.quit:
 		return ErrClosed
@@ -191,7 +194,10 @@ func (l *Log) await(ctx context.Context, r *stages.Request) (uint64, error) {
 			case l.alloc.Poke <- struct{}{}:
 			default:
 			}
-			if r.Parked.Load() {
+			if r.Parked.Load() || l.pub.Full.Load() {
+				// Parked, or queued behind one that is (Full): it
+				// waited for space, even if the allocator had not
+				// yet seen it.
 				return 0, fmt.Errorf("%w: %w", ErrNoSpace, ctx.Err())
 			}
 			return 0, ctx.Err()

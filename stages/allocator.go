@@ -32,6 +32,7 @@ type Allocator struct {
 
 	head, tail uint64
 	queue      []*Request
+	parked     int        // queue[:parked] are marked Parked
 	spare      []*Request // backing array the queue restarts on when empty
 }
 
@@ -102,7 +103,7 @@ func (a *Allocator) closeAll() {
 			r.Finish(0, ErrClosed)
 		}
 	}
-	a.queue = nil
+	a.queue, a.parked = nil, 0
 }
 
 // place gives positions to queued requests in order until one does not fit.
@@ -117,7 +118,7 @@ func (a *Allocator) place(quit <-chan struct{}) bool {
 				}
 			}
 			clear(a.queue)
-			a.queue = a.queue[:0]
+			a.queue, a.parked = a.queue[:0], 0
 			return true
 		}
 	}
@@ -138,11 +139,14 @@ func (a *Allocator) place(quit <-chan struct{}) bool {
 		// The writer writes whole blocks, so the rest of the block the new
 		// tail ends in is overwritten too: it must be free as well.
 		if layout.RoundUp(pos+stride, a.BlockSize)-a.head > size {
-			if !r.Parked.Swap(true) {
-				a.Pub.Parked.Add(1)
-			}
+			a.park()
 			a.nudge()
 			return true
+		}
+		if a.Pub.Full.Load() {
+			// Before the writer has the item: its caller may be back
+			// before this goroutine runs again.
+			a.Pub.Full.Store(false)
 		}
 		if !r.State.CompareAndSwap(Waiting, Placed) {
 			a.pop()
@@ -176,6 +180,9 @@ func (a *Allocator) place(quit <-chan struct{}) bool {
 			r.Finish(pos, nil) // the caller now writes its bytes
 		}
 	}
+	if a.Pub.Full.Load() {
+		a.Pub.Full.Store(false) // nobody waits for space
+	}
 	return true
 }
 
@@ -198,9 +205,24 @@ func (a *Allocator) pad(to uint64, quit <-chan struct{}) bool {
 	return true
 }
 
+// park marks the request at the front, which does not fit, and every one
+// queued behind it as waiting for space: they are placed first come, first
+// served, so each of them waits for the front one. Each counts once in
+// Published.Parked.
+func (a *Allocator) park() {
+	a.Pub.Full.Store(true)
+	for _, r := range a.queue[a.parked:] {
+		if !r.Parked.Swap(true) {
+			a.Pub.Parked.Add(1)
+		}
+	}
+	a.parked = len(a.queue)
+}
+
 func (a *Allocator) pop() {
 	a.queue[0] = nil
 	a.queue = a.queue[1:]
+	a.parked = max(a.parked-1, 0)
 	if len(a.queue) == 0 {
 		clear(a.spare[:cap(a.spare)]) // stale if the queue outgrew it
 		a.queue = a.spare[:0]         // restart on the first backing array

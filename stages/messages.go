@@ -78,6 +78,7 @@ type Published struct {
 	Bytes     atomic.Uint64 // committer: bytes of the data area made durable
 	Groups    atomic.Uint64 // committer: group commits
 	Parked    atomic.Uint64 // allocator: requests that waited for space
+	Full      atomic.Bool   // allocator: the oldest request not placed waits for space
 	Padding   atomic.Uint64 // allocator: bytes of padding emitted
 	Passes    atomic.Uint64 // collector
 	Collected atomic.Uint64 // collector: records found garbage
