@@ -12,8 +12,10 @@ import (
 // Format writes an empty log into the region cfg describes. It writes every
 // byte of the region once — zeros, then the structures — so that the log
 // afterwards only overwrites: on a file, an overwrite costs half as much per
-// fdatasync as an append that grows it. The superblock is written last, so
-// an interrupted Format leaves a region that Open rejects.
+// fdatasync as an append that grows it. An interrupted Format leaves a
+// region that Open rejects: any superblock already there is zeroed and
+// synced first, before anything else changes, and the new one is written
+// last.
 func Format(dev device.Device, cfg Config) error {
 	g, err := cfg.geometry(dev)
 	if err != nil {
@@ -21,6 +23,14 @@ func Format(dev device.Device, cfg Config) error {
 	}
 	const chunk = 1 << 20
 	zero := device.AlignedBuffer(chunk)
+	// Without this, a power cut could keep an old log's superblock and
+	// journal over a data area partly zeroed, which Open would accept.
+	if _, err := dev.WriteAt(zero[:2*layout.Align], g.Offset); err != nil {
+		return fmt.Errorf("ringlog: format: %w", err)
+	}
+	if err := dev.Sync(); err != nil {
+		return fmt.Errorf("ringlog: format: %w", err)
+	}
 	for off := g.Offset; off < g.Offset+g.Size; off += chunk {
 		n := min(chunk, g.Offset+g.Size-off)
 		if _, err := dev.WriteAt(zero[:n], off); err != nil {
