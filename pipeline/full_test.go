@@ -364,6 +364,7 @@ func TestBadConfig(t *testing.T) {
 		{Offset: -1},
 		{Offset: 255 << 10},
 		{Offset: 1 << 30},
+		{Offset: 64 << 10, JournalSize: 64 << 10}, // it was formatted with the default
 	} {
 		if l, err := pipeline.Open(dev, bad); !errors.Is(err, pipeline.ErrBadConfig) {
 			if l != nil {

@@ -31,11 +31,12 @@ type Log struct {
 	stopped chan struct{} // closed once every stage has returned
 	wg      sync.WaitGroup
 
-	closeMu   sync.Mutex
-	closed    bool
-	failed    atomic.Pointer[error]
-	truncated uint64
-	readers   sync.Pool
+	closeMu    sync.Mutex
+	closed     bool
+	closedDone chan struct{} // closed when the first Close returns
+	failed     atomic.Pointer[error]
+	truncated  uint64
+	readers    sync.Pool
 }
 
 // checkerFunc adapts a GarbageChecker to the collector's interface.
@@ -57,7 +58,7 @@ func (c posCheckerFunc) IsGarbageAt(pos uint64) (bool, error) { return c.p.IsGar
 func start(dev device.Device, j *wal.Journal, f formatted, cfg Config, t layout.Tail, h layout.Head, truncated uint64) (*Log, error) {
 	l := &Log{
 		dev: dev, geo: f.geo, bs: dev.BlockSize(), epoch: t.Epoch, j: j,
-		quit: make(chan struct{}), stopped: make(chan struct{}), truncated: truncated,
+		quit: make(chan struct{}), stopped: make(chan struct{}), closedDone: make(chan struct{}), truncated: truncated,
 	}
 	l.readers.New = func() any { return &stages.FrameReader{Dev: dev, Geo: f.geo} }
 	l.committer = stages.NewCommitter(j, f.geo, f.id, t.Epoch, t.Gen, t.Tail, &l.pub)
@@ -324,15 +325,19 @@ func (l *Log) isClosed() bool {
 
 // Close stops every goroutine of the log and closes its journal. Operations
 // in flight return ErrClosed (an Append that returns ErrClosed may or may
-// not be durable). Close leaves the device open: the caller owns it.
+// not be durable). Close leaves the device open: the caller owns it. A
+// second Close returns ErrClosed once the first has finished, so that
+// neither returns while the log's goroutines still use the device.
 func (l *Log) Close() error {
 	l.closeMu.Lock()
 	if l.closed {
 		l.closeMu.Unlock()
+		<-l.closedDone
 		return ErrClosed
 	}
 	l.closed = true
 	l.closeMu.Unlock()
+	defer close(l.closedDone)
 	close(l.quit)
 	l.wg.Wait()
 	close(l.stopped)

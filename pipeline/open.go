@@ -81,6 +81,8 @@ func readSuperblock(dev device.Device, cfg Config) (formatted, error) {
 		return formatted{}, fmt.Errorf("%w: superblock says the region starts at %d, config says %d", ErrBadConfig, g.Offset, cfg.Offset)
 	case cfg.Size != 0 && cfg.Size != g.Size:
 		return formatted{}, fmt.Errorf("%w: superblock says the region is %d bytes, config says %d", ErrBadConfig, g.Size, cfg.Size)
+	case cfg.JournalSize != 0 && cfg.JournalSize != g.JournalSize:
+		return formatted{}, fmt.Errorf("%w: superblock says the journal is %d bytes, config says %d", ErrBadConfig, g.JournalSize, cfg.JournalSize)
 	case g.Offset+g.Size > dev.Size():
 		return formatted{}, fmt.Errorf("%w: region [%d, %d) is beyond the device's %d bytes", ErrBadFormat, g.Offset, g.Offset+g.Size, dev.Size())
 	case g.DataSize < minDataSize || g.JournalSize < wal.MinSize:

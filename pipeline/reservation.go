@@ -77,8 +77,9 @@ func (r *Reservation) Len() int { return r.n }
 
 // Commit seals the bytes the caller wrote at Offset — it reads them back and
 // checksums them into the record header — and returns once the record is
-// durable. If ctx ends first, Commit returns ctx.Err() and the record still
-// becomes durable in the background.
+// durable. If ctx ends first, Commit returns ctx.Err(); the record stays on
+// its way and becomes durable once every record before it has, unless the
+// log closes or crashes first (as for any record not acknowledged).
 func (r *Reservation) Commit(ctx context.Context) error {
 	if !r.done.CompareAndSwap(false, true) {
 		return ErrReservationDone
