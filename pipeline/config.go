@@ -47,8 +47,11 @@ func (cfg Config) syncsInFlight() int {
 	return defaultSyncsInFlight
 }
 
-// Position is a record's virtual position: it only ever increases and is
-// never reused, so a position names one record for the life of the log.
+// Position is a record's virtual position: it only ever increases, and the
+// position of an acknowledged record is never reused, so it names that
+// record for the life of the log. (Positions past the tail Open recovers,
+// which no acknowledged record holds, are handed out again after a crash,
+// or after a Close with a reservation still open or an Append cut short.)
 type Position uint64
 
 // GarbageChecker tells the collector whether the record at pos may be
