@@ -713,3 +713,45 @@ func TestFormatOverOldJournal(t *testing.T) {
 	mustOpen(t, dev2, 0, MinSize)
 	wantAt(t, dev2, slotX, stamp(111))
 }
+
+// blockSized reports a block size of its own over a device that accepts
+// any multiple of 512, as a buffered device reporting its best block size
+// does.
+type blockSized struct {
+	device.Device
+	bs int
+}
+
+func (d blockSized) BlockSize() int { return d.bs }
+
+// TestReplayOnLargerBlocks writes batches with 512-byte blocks, so they
+// start at any multiple of 512, up to the end of the area, and replays them
+// on a device of 4096-byte blocks (the same log opened with O_DIRECT):
+// every batch is found and applied, none is skipped.
+func TestReplayOnLargerBlocks(t *testing.T) {
+	dev := device.NewMem(64 << 10)
+	j := formatOpen(t, dev, 0, MinSize)
+	area := MinSize - 2*slot
+	n := int(area/device.SectorSize) - 1 // one sector-sized batch each: the area's last 4 KiB too
+	for i := range n {
+		mustCommit(t, j, w(MinSize+int64(i)*8, stamp(uint64(i+1))))
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Undo the home writes, so that only replay can restore them.
+	dev.WriteAt(make([]byte, n*8), MinSize)
+	img := bytes.Clone(dev.Bytes())
+	small := device.NewMem(int64(len(img)))
+	small.WriteAt(img, 0)
+	js := mustOpen(t, small, 0, MinSize)
+	large := device.NewMem(int64(len(img)))
+	large.WriteAt(img, 0)
+	jl := mustOpen(t, blockSized{large, 4096}, 0, MinSize)
+	if got, wantN := jl.Stats().Replayed, js.Stats().Replayed; got != wantN || got == 0 {
+		t.Errorf("replayed %d batches with 4096-byte blocks, %d with 512", got, wantN)
+	}
+	for i := range n {
+		wantAt(t, large, MinSize+int64(i)*8, stamp(uint64(i+1)))
+	}
+}

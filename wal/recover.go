@@ -19,8 +19,11 @@ type recovered struct {
 
 // recoverJournal replays every intact batch, syncs, and writes a new header
 // generation whose journal is empty. A batch that is torn, corrupt or out of
-// sequence ends replay: no batch after it was ever acknowledged, because a
-// batch is written only after the one before it was synced.
+// sequence ends replay: no batch after it was ever acknowledged, because
+// batches are acknowledged in order, each once its own sync and every
+// earlier one's have returned, and a torn batch's sync never did. Batches
+// start on multiples of the writer's block size, which may be smaller than
+// the reader's.
 func recoverJournal(dev device.Device, offset, size int64) (recovered, error) {
 	var st recovered
 	hdrs := device.AlignedBuffer(2 * slot)
@@ -54,26 +57,34 @@ func recoverJournal(dev device.Device, offset, size int64) (recovered, error) {
 	areaStart := offset + 2*slot
 	seq := best.startSeq
 	var pos int64
-	head := device.AlignedBuffer(int(bs))
-	var body []byte
-	for pos+bs <= area {
-		if _, err := dev.ReadAt(head, areaStart+pos); err != nil {
-			return st, fmt.Errorf("wal: replay: %w", err)
+	var buf []byte
+	// span reads n bytes at area position pos in whole blocks of this
+	// device. A batch starts on a multiple of the block size of the device
+	// that wrote it, a sector at least, which may be smaller than this
+	// one's: the same log opens buffered and with O_DIRECT.
+	span := func(pos, n int64) ([]byte, error) {
+		from, to := pos/bs*bs, (pos+n+bs-1)/bs*bs
+		if int64(len(buf)) < to-from {
+			buf = device.AlignedBuffer(int(max(to-from, 64<<10)))
+		}
+		if _, err := dev.ReadAt(buf[:to-from], areaStart+from); err != nil {
+			return nil, fmt.Errorf("wal: replay: %w", err)
+		}
+		return buf[pos-from : pos-from+n], nil
+	}
+	for pos+device.SectorSize <= area {
+		head, err := span(pos, batchHeaderLen)
+		if err != nil {
+			return st, err
 		}
 		bh, ok := decodeBatchHeader(head)
 		if !ok || bh.seq != seq || bh.padded == 0 || int64(bh.padded)%device.SectorSize != 0 ||
 			int64(bh.padded) > area-pos || int64(bh.payload)+batchHeaderLen > int64(bh.padded) {
 			break
 		}
-		n := int(bh.padded+uint32(bs)-1) / int(bs) * int(bs)
-		if int64(n) > area-pos {
-			break
-		}
-		if len(body) < n {
-			body = device.AlignedBuffer(n)
-		}
-		if _, err := dev.ReadAt(body[:n], areaStart+pos); err != nil {
-			return st, fmt.Errorf("wal: replay: %w", err)
+		body, err := span(pos, int64(bh.padded))
+		if err != nil {
+			return st, err
 		}
 		payload := body[batchHeaderLen : batchHeaderLen+bh.payload]
 		if !batchChecksumOK(body, payload) && !testhooks.ReplayTornJournal.Load() {
@@ -120,10 +131,10 @@ func recoverJournal(dev device.Device, offset, size int64) (recovered, error) {
 	// valid until the new one is durable, so a crash here replays again.
 	next := header{gen: best.gen + 1, startSeq: seq, area: uint64(area)}
 	other := 1 - bestSlot
-	buf := hdrs[other*slot : (other+1)*slot]
-	clear(buf)
-	next.encode(buf)
-	if _, err := dev.WriteAt(buf, offset+int64(other)*slot); err != nil {
+	hb := hdrs[other*slot : (other+1)*slot]
+	clear(hb)
+	next.encode(hb)
+	if _, err := dev.WriteAt(hb, offset+int64(other)*slot); err != nil {
 		return st, fmt.Errorf("wal: write header: %w", err)
 	}
 	if err := dev.Sync(); err != nil {
