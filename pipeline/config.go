@@ -37,6 +37,13 @@ type Config struct {
 	// a failed writeback is reported to one sync only, which may be
 	// another group's.
 	SyncsInFlight int
+	// TruncateUnreadable makes Open end the log at a frame it cannot read
+	// in the stretch it verifies after a crash, as it does at a frame that
+	// fails a check, instead of failing with ErrUnreadable. Records from
+	// that frame on are lost, acknowledged ones too: it is the way to open
+	// a log whose device has an unreadable sector there (a write torn by a
+	// power cut can leave one), once Open has failed with ErrUnreadable.
+	TruncateUnreadable bool
 }
 
 // syncsInFlight is cfg.SyncsInFlight or its default.

@@ -28,4 +28,10 @@ var (
 	// ErrBadConfig: the Config does not fit the device or disagrees with the
 	// formatted region.
 	ErrBadConfig = stages.ErrBadConfig
+	// ErrUnreadable: Open could not read a frame it must verify, past the
+	// tail last known to be synced (an I/O error, not a failed check). It
+	// cannot tell whether the frame was acknowledged, so it opens nothing;
+	// retrying may work if the error was transient.
+	// Config.TruncateUnreadable opens the log anyway, ending it there.
+	ErrUnreadable = stages.ErrUnreadable
 )

@@ -21,8 +21,9 @@ import (
 // the data — and ends the tail at the first one that fails (checksum,
 // position, epoch, or an end past the bound). Nothing past that point was
 // ever acknowledged. A read that fails, rather than finding no valid frame,
-// fails Open and changes nothing. The new tail is committed under a new
-// epoch before Open returns.
+// fails Open with ErrUnreadable and commits no new tail (unless
+// Config.TruncateUnreadable). The new tail is committed under a new epoch
+// before Open returns.
 func Open(dev device.Device, cfg Config) (*Log, error) {
 	g, err := readSuperblock(dev, cfg)
 	if err != nil {
@@ -144,11 +145,11 @@ func recoverLog(dev device.Device, j *wal.Journal, f formatted, cfg Config) (*Lo
 			end = tail.Tail
 			break
 		}
-		if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) {
+		if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) && !cfg.TruncateUnreadable {
 			// A read that failed says nothing about the frame. Ending
 			// the tail here would drop acknowledged records for good,
-			// so Open fails and commits nothing.
-			return nil, fmt.Errorf("ringlog: verify the log's unsynced end: %w", err)
+			// so Open fails and commits no new tail.
+			return nil, fmt.Errorf("%w: verifying the log's end at position %d: %w", ErrUnreadable, end, err)
 		}
 		if err != nil || h.Epoch != tail.Epoch || end+h.Stride() > tail.Tail {
 			break

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"bytes"
+	"errors"
 	"syscall"
 	"testing"
 	"time"
@@ -87,6 +88,46 @@ func TestOpenReadFailureAfterCrash(t *testing.T) {
 	}
 }
 
+// TestOpenTwoReadFailuresAfterCrash fails two reads of Open in a row, in
+// turn: a failed read-ahead is retried for the frame alone, and when that
+// fails as well Open must fail with ErrUnreadable, not end the log there.
+func TestOpenTwoReadFailuresAfterCrash(t *testing.T) {
+	img, cfg, acked := crashedImage(t)
+	var end pipeline.Position
+	for pos, p := range acked {
+		end = max(end, pos+pipeline.Position(len(p)))
+	}
+	unreadable := 0
+	for n := int64(1); ; n++ {
+		m := memOf(img)
+		f := device.NewFaulty(m, device.Fault{Op: device.OpRead, N: n}, device.Fault{Op: device.OpRead, N: n + 1})
+		l, err := pipeline.Open(f, cfg)
+		switch {
+		case err == nil:
+			if d := l.Stats().Durable; d < end {
+				t.Fatalf("Open with reads %d and %d failing ended the log at %d, before acknowledged records up to %d", n, n+1, d, end)
+			}
+			l.Close()
+		case errors.Is(err, pipeline.ErrUnreadable):
+			unreadable++
+			fallthrough
+		default:
+			if !device.IsInjected(err) {
+				t.Fatalf("Open with reads %d and %d failing: %v, want the injected error", n, n+1, err)
+			}
+		}
+		l = mustOpen(t, m, cfg)
+		holdsAll(t, l, acked, "reopened after two failed reads")
+		l.Close()
+		if f.Count(device.OpRead) < n {
+			break
+		}
+	}
+	if unreadable == 0 {
+		t.Fatal("no pair of failed reads met the walk: the test shows nothing")
+	}
+}
+
 // badSector fails every read that covers its offset, as a device does with
 // a sector it cannot read.
 type badSector struct {
@@ -119,4 +160,68 @@ func TestOpenUnreadableSectorAhead(t *testing.T) {
 	}
 	defer l.Close()
 	holdsAll(t, l, acked, "Open past an unreadable sector")
+}
+
+// countFailed counts a device's reads that fail.
+type countFailed struct {
+	device.Device
+	n int
+}
+
+func (d *countFailed) ReadAt(p []byte, off int64) (int, error) {
+	n, err := d.Device.ReadAt(p, off)
+	if err != nil {
+		d.n++
+	}
+	return n, err
+}
+
+// TestOpenUnreadableFrame puts an unreadable sector in the last
+// acknowledged frame, past the synced tail: Open cannot tell it from a frame
+// never acknowledged, so it fails with ErrUnreadable every time and commits
+// nothing; Config.TruncateUnreadable opens the log, ending it at that frame.
+// Once a read ahead has failed, Open reads ahead no more: one failed read
+// per frame would be seconds of a disk's retries each.
+func TestOpenUnreadableFrame(t *testing.T) {
+	img, cfg, acked := crashedImage(t)
+	last := idPayload(19, 3000)
+	i := bytes.Index(img, last)
+	if i < 0 {
+		t.Fatal("last record not found in the image")
+	}
+	m := memOf(img)
+	bad := badSector{m, int64(i+1000) &^ (device.SectorSize - 1)}
+	for range 2 {
+		dev := &countFailed{Device: bad}
+		l, err := pipeline.Open(dev, cfg)
+		if !errors.Is(err, pipeline.ErrUnreadable) || !errors.Is(err, syscall.EIO) {
+			if err == nil {
+				l.Close()
+			}
+			t.Fatalf("Open with an unreadable acknowledged frame: %v, want ErrUnreadable wrapping EIO", err)
+		}
+		// The first read ahead, and the frame's own read.
+		if dev.n > 2 {
+			t.Errorf("%d reads of Open failed: it went on reading ahead into the bad sector", dev.n)
+		}
+	}
+	lossy := cfg
+	lossy.TruncateUnreadable = true
+	l, err := pipeline.Open(bad, lossy)
+	if err != nil {
+		t.Fatalf("Open with TruncateUnreadable: %v", err)
+	}
+	s := l.Stats()
+	l.Close()
+	var lastPos pipeline.Position
+	for pos := range acked {
+		lastPos = max(lastPos, pos)
+	}
+	if s.Durable != lastPos || s.TruncatedBytes == 0 {
+		t.Fatalf("TruncateUnreadable ended the log at %d (truncated %d bytes), want it at the unreadable frame %d", s.Durable, s.TruncatedBytes, lastPos)
+	}
+	l = mustOpen(t, m, cfg)
+	defer l.Close()
+	delete(acked, lastPos)
+	holdsAll(t, l, acked, "after TruncateUnreadable")
 }

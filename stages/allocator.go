@@ -119,6 +119,7 @@ func (a *Allocator) place(quit <-chan struct{}) bool {
 			}
 			clear(a.queue)
 			a.queue, a.parked = a.queue[:0], 0
+			a.Pub.Full.Store(false)
 			return true
 		}
 	}

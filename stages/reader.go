@@ -15,6 +15,7 @@ type FrameReader struct {
 	Geo layout.Geometry
 	// Ahead, if positive, makes sequential reads cheap: a miss reads up to
 	// Ahead bytes, and later frames inside them are served from memory.
+	// A read ahead that fails sets it to 0.
 	// Only bytes below Limit are kept, since below the durable tail the
 	// data cannot change until it is collected, while the block the tail
 	// ends in is still being rewritten.
@@ -112,7 +113,10 @@ func (r *FrameReader) read(vpos uint64, off, n int64, ahead bool) ([]byte, error
 		}
 		// The bytes ahead may be what failed (an unreadable sector the
 		// log has not reached yet): that is no reason to fail this frame.
-		keep, b = 0, r.buf[:n]
+		// Nor to try them again for every frame that follows, each try
+		// perhaps seconds of a disk's retries: this reader reads ahead
+		// no more.
+		r.Ahead, keep, b = 0, 0, r.buf[:n]
 		if _, err := r.Dev.ReadAt(b, off); err != nil {
 			return nil, fmt.Errorf("ringlog: read at %d: %w", off, err)
 		}
