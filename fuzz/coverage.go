@@ -128,6 +128,7 @@ type Coverage struct {
 	PaddingLost   int64 // ... and dropped or torn in the image
 	Torn          int64 // some write torn in the image
 	InRecovery    int64 // the power cut inside a recovery
+	LargerBlocks  int64 // recovered with 4096-byte blocks what was written with 512
 	Reboots       int64 // crashes in the middle of a history, recovered and continued
 	NothingUnsync int64 // nothing was in flight
 	Parked        int64 // requests that waited for the collector to free space (all runs)
@@ -193,6 +194,7 @@ func (c *Coverage) add(o Coverage) {
 	c.PaddingLost += o.PaddingLost
 	c.Torn += o.Torn
 	c.InRecovery += o.InRecovery
+	c.LargerBlocks += o.LargerBlocks
 	c.Reboots += o.Reboots
 	c.NothingUnsync += o.NothingUnsync
 	c.Parked += o.Parked
