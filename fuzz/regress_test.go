@@ -49,17 +49,29 @@ func TestRegressJournalSequenceAfterLostCheckpointHeader(t *testing.T) {
 	if n := j.Stats().Checkpoints; n != 1 {
 		t.Fatalf("%d checkpoints (Open's included) before the area was full", n)
 	}
-	// The checkpoint: sync, header write, batch write, sync. Cut before the
-	// last sync and keep the batch but not the header.
-	dev.CutAfter(3)
-	if err := commit(j, 1000); err == nil {
-		t.Fatal("commit succeeded after the power cut")
+	// The checkpoint: sync, header write, header sync, batch write, sync.
+	// The header is synced before the batch is written now, so a crash can
+	// no longer keep the batch and lose the header; earlier versions could,
+	// and recovery must still cope with logs they left. So the state is
+	// made by hand: the checkpoint completes, then the header slot it wrote
+	// gets its old bytes back.
+	before := dev.ImageFor(allLanded(dev.Choices()))
+	if err := commit(j, 1000); err != nil {
+		t.Fatal(err)
 	}
 	j.Close()
-	if c := dev.Choices(); len(c) != 2 {
-		t.Fatalf("unsynced writes at the cut: %v, want the header and the batch", c)
+	img := dev.ImageFor(allLanded(dev.Choices()))
+	wiped := 0
+	for _, s := range []int{0, 4096} {
+		if !bytes.Equal(img[s:s+4096], before[s:s+4096]) {
+			copy(img[s:s+4096], before[s:s+4096])
+			wiped++
+		}
 	}
-	dev2 := device.NewCrashFrom(dev.ImageFor([]int{0, 1}))
+	if wiped != 1 {
+		t.Fatalf("the checkpoint changed %d header slots, want 1", wiped)
+	}
+	dev2 := device.NewCrashFrom(img)
 	j2, err := wal.Open(dev2, 0, wal.MinSize, wal.Options{})
 	if err != nil {
 		t.Fatal(err)

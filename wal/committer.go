@@ -411,17 +411,15 @@ func (c *committer) durable(group []*Tx) error {
 
 // checkpoint makes every applied home write durable, then writes a new
 // header generation that starts replay at the next batch, so the area can be
-// reused from its start. With one batch in flight at a time the header
-// reaches the disk with the sync of the batch that follows it: if only the
-// header lands, replay finds no batch of the new sequence; if only the
-// batch lands, the old header's sequence does not match it, at the area's
-// start, so replay stops before any old batch. Either way nothing
-// acknowledged is lost, since home writes were synced first.
-//
-// With several in flight that argument breaks: the second new batch can
-// land alone, over an old batch in the middle of the area, and replay from
-// the old header would repeat the old batches before it, rolling home
-// writes back. There the header is synced before any new batch is written.
+// reused from its start. The header is synced before any new batch is
+// written over the old ones. Otherwise a new batch could land in part, over
+// an old batch in the middle of the area, with the old header still current:
+// replay would then repeat the old batches before it, rolling back home
+// writes that later ones had made. That happens with two batches in flight
+// (the second lands alone), and with one: the pages of a batch of several
+// sectors reach the disk in no fixed order, so its first sector, the one
+// that would have stopped replay at the area's start, may be the one that
+// did not land.
 func (c *committer) checkpoint() error {
 	if err := c.applyDeferred(); err != nil {
 		return err
@@ -436,10 +434,8 @@ func (c *committer) checkpoint() error {
 	if _, err := c.j.dev.WriteAt(buf, c.j.offset+int64(other)*slot); err != nil {
 		return fmt.Errorf("wal: checkpoint header: %w", err)
 	}
-	if c.depth() > 1 {
-		if err := c.j.sync(); err != nil {
-			return fmt.Errorf("wal: checkpoint header sync: %w", err)
-		}
+	if err := c.j.sync(); err != nil {
+		return fmt.Errorf("wal: checkpoint header sync: %w", err)
 	}
 	c.gen, c.curSlot, c.pos = h.gen, other, 0
 	c.j.mu.Lock()

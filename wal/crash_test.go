@@ -671,17 +671,26 @@ func TestCheckpointHeaderLost(t *testing.T) {
 	if cp := j.Stats().Checkpoints; cp != 1 {
 		t.Fatalf("checkpointed %d times before the area was full", cp-1)
 	}
-	// The next commit checkpoints: sync, header, batch, sync. Cut the last.
-	dev.CutAfter(3)
-	if err := commitOne(j, w(slotX, stamp(1000))); !errors.Is(err, device.ErrPowerCut) {
-		t.Fatalf("commit across the cut = %v, want ErrPowerCut", err)
-	}
+	// The next commit checkpoints: sync, header, header sync, batch, sync.
+	// Since the header is synced before the batch is written, a crash can
+	// no longer drop the header and keep the batch; earlier versions could,
+	// and recovery must still cope with the logs they left. So the image
+	// is made by hand: the checkpoint completes, then its header slot gets
+	// its old bytes back.
+	before := dev.DurableImage()
+	mustCommit(t, j, w(slotX, stamp(1000)))
 	j.Close()
-	if got := len(dev.Choices()); got != 2 {
-		t.Fatalf("%d unsynced writes at the cut, want 2 (header, batch)", got)
+	img := dev.ImageFor(nil)
+	restored := 0
+	for s := int64(0); s < 2*slot; s += slot {
+		if !bytes.Equal(img[s:s+slot], before[s:s+slot]) {
+			copy(img[s:s+slot], before[s:s+slot])
+			restored++
+		}
 	}
-	// The header is dropped, the batch lands.
-	img := dev.ImageFor([]int{0, 1})
+	if restored != 1 {
+		t.Fatalf("the checkpoint changed %d header slots, want 1", restored)
+	}
 
 	// Second life: one transaction, acknowledged, then a crash that keeps
 	// only what was synced.

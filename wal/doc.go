@@ -21,7 +21,7 @@
 // readers of the device when Commit returns) and releases the waiters. Home
 // writes become durable lazily: when the journal region is full, a
 // checkpoint syncs the device and starts a new generation of the journal
-// header, which is the only time the journal costs a second sync.
+// header, which is the only time the journal costs more syncs (two).
 //
 // Sync barriers: a transaction with no writes commits like any other, in
 // its turn, but adds nothing to the batch; a group made only of such
