@@ -15,10 +15,11 @@ var ErrPowerCut = errors.New("device: power cut")
 // could leave on the medium.
 //
 // The model: synced data is always there. Each write since the last Sync
-// independently landed whole, did not land at all, or was torn: only a
-// prefix of its 512-byte sectors landed (sector writes may be torn, a write
-// never damages bytes outside its own range). Writes land in issue order
-// where they overlap.
+// independently landed whole, did not land at all, or was torn: some of its
+// 512-byte sectors landed and the others did not, in any pattern, as the
+// pages of one write reach the disk in no fixed order (sector writes may be
+// torn, a write never damages bytes outside its own range). Writes land in
+// issue order where they overlap.
 //
 // Reads see every write, as a page cache would. Crash is safe for concurrent
 // use.
@@ -153,9 +154,11 @@ func (c *Crash) Pending() int {
 }
 
 // Choices returns, for each unsynced write in issue order, how many outcomes
-// a power cut can give it: 0 dropped, 1 landed whole, and 2..k torn after
-// 1..k-1 sectors (one per sector boundary inside the write). The product of
-// the choices is the number of distinct images Enumerate visits.
+// Enumerate visits for it: 0 dropped, 1 landed whole, and 2..k torn after
+// 1..k-1 sectors (one per sector boundary inside the write), the prefixes.
+// The product of the choices is the number of distinct images Enumerate
+// visits. Larger values, for ImageFor, are torn writes of any other pattern
+// (Scattered).
 func (c *Crash) Choices() []int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -167,8 +170,8 @@ func (c *Crash) Choices() []int {
 }
 
 // ImageFor returns the image for one outcome per unsynced write, as numbered
-// by Choices. A missing entry counts as 0 (dropped); an out-of-range one as
-// 1 (landed).
+// by Choices, or Scattered for a torn write of any pattern. A missing entry
+// counts as 0 (dropped), a negative one as 1 (landed).
 func (c *Crash) ImageFor(choice []int) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -185,7 +188,8 @@ func (c *Crash) ImageFor(choice []int) []byte {
 
 // Image returns a random image a power cut now could leave: each unsynced
 // write is independently dropped, kept or torn, with equal odds for the
-// three.
+// three; a torn write that spans sectors keeps a prefix or, as often, any
+// other pattern of its sectors.
 func (c *Crash) Image(rng *rand.Rand) []byte {
 	choices := c.Choices()
 	pick := make([]int, len(choices))
@@ -196,14 +200,24 @@ func (c *Crash) Image(rng *rand.Rand) []byte {
 		case 1:
 			pick[i] = 1
 		default:
-			if n > 2 {
+			switch {
+			case n > 2 && rng.IntN(2) == 0:
+				pick[i] = Scattered(n, rng.Uint64())
+			case n > 2:
 				pick[i] = 2 + rng.IntN(n-2)
-			} else {
+			default:
 				pick[i] = rng.IntN(2)
 			}
 		}
 	}
 	return c.ImageFor(pick)
+}
+
+// Scattered returns an outcome, for ImageFor, of a write with n choices
+// (Choices) that is torn in a pattern seed picks: each of its sectors
+// landed or not, independently.
+func Scattered(n int, seed uint64) int {
+	return n + int(seed>>2) // non-negative, beyond the prefixes
 }
 
 // Enumerate calls fn with every image a power cut now could leave, in a
@@ -241,12 +255,34 @@ func landWrite(img []byte, w pendingWrite, k int) {
 		copy(img[w.off:], w.data)
 	default:
 		cuts := sectorCuts(w.off, len(w.data))
-		if k-2 >= len(cuts) {
-			copy(img[w.off:], w.data)
+		if k-2 < len(cuts) {
+			copy(img[w.off:], w.data[:cuts[k-2]])
 			return
 		}
-		n := cuts[k-2]
-		copy(img[w.off:], w.data[:n])
+		// Scattered: the value beyond the prefixes seeds which sectors
+		// (the pieces between the cuts) landed; some did and some did not,
+		// when there are two or more.
+		ends := append(cuts, len(w.data))
+		r := rand.New(rand.NewPCG(uint64(k), 0x5ca7))
+		land := make([]bool, len(ends))
+		n := 0
+		for i := range land {
+			land[i] = r.IntN(2) == 0
+			if land[i] {
+				n++
+			}
+		}
+		if len(land) > 1 && (n == 0 || n == len(land)) {
+			i := r.IntN(len(land))
+			land[i] = !land[i]
+		}
+		from := 0
+		for i, to := range ends {
+			if land[i] {
+				copy(img[w.off+int64(from):], w.data[from:to])
+			}
+			from = to
+		}
 	}
 }
 

@@ -252,6 +252,20 @@ func outcome(t testing.TB, img, old []byte, w pendingWrite) int {
 	return -1
 }
 
+// sectorwise checks that each sector piece of w's region in img holds w's
+// bytes or the old ones, as a write torn in any pattern leaves it.
+func sectorwise(t testing.TB, img, old []byte, w pendingWrite) {
+	t.Helper()
+	from := 0
+	for _, to := range append(sectorCutsOf(w.off, len(w.data)), len(w.data)) {
+		got := img[w.off+int64(from) : w.off+int64(to)]
+		if !bytes.Equal(got, w.data[from:to]) && !bytes.Equal(got, old[w.off+int64(from):w.off+int64(to)]) {
+			t.Fatalf("write of %d bytes at %d: bytes [%d, %d) of it are neither old nor new", len(w.data), w.off, from, to)
+		}
+		from = to
+	}
+}
+
 // checkOutside checks that bytes outside every write's region are old.
 func checkOutside(t testing.TB, img, old []byte, writes []pendingWrite) {
 	t.Helper()
@@ -322,12 +336,13 @@ func TestCrashTornWritesOnSectorBoundaries(t *testing.T) {
 			}
 		}
 
-		// Random images obey the same rule.
+		// Random images: each sector of a write old or new, in any
+		// pattern.
 		for range 50 {
 			img := c.Image(rng)
 			checkOutside(t, img, m.synced, m.pending)
 			for _, w := range m.pending {
-				outcome(t, img, m.synced, w)
+				sectorwise(t, img, m.synced, w)
 			}
 		}
 	}
@@ -492,52 +507,81 @@ func TestCrashEnumerate(t *testing.T) {
 	})
 }
 
-// ImageFor documents that a missing entry counts as dropped and an
-// out-of-range one as landed.
-func TestCrashImageForOutOfRangeChoice(t *testing.T) {
+// ImageFor documents that a missing entry counts as dropped, a negative one
+// as landed, and one beyond the prefixes (Scattered) as a tear of any other
+// pattern: every sector old or new, some of each.
+func TestCrashImageForScattered(t *testing.T) {
 	c := device.NewCrash(2048)
 	data := bytes.Repeat([]byte{9}, 1000)
-	mustWrite(t, c, data, 100) // Choices [4]
+	mustWrite(t, c, data, 100) // Choices [4]: pieces [100,512) [512,1024) [1024,1100)
 	mustWrite(t, c, data, 1000)
 	whole := readAll(t, c)
 	first := make([]byte, 2048)
 	copy(first[100:], data)
 	mustEqual(t, "missing entry", c.ImageFor([]int{1}), first)
 	mustEqual(t, "nil choice", c.ImageFor(nil), make([]byte, 2048))
-	for _, k := range []int{4, 5, 1 << 20, -1, -2, -1 << 20} {
+	for _, k := range []int{-1, -2, -1 << 20} {
 		mustEqual(t, fmt.Sprintf("choice %d", k), c.ImageFor([]int{k, k}), whole)
+	}
+	patterns := map[[3]bool]bool{}
+	for seed := range uint64(200) {
+		img := c.ImageFor([]int{device.Scattered(4, seed)})
+		var p [3]bool
+		for i, piece := range [][2]int{{100, 512}, {512, 1024}, {1024, 1100}} {
+			switch {
+			case bytes.Equal(img[piece[0]:piece[1]], data[:piece[1]-piece[0]]):
+				p[i] = true
+			case !bytes.Equal(img[piece[0]:piece[1]], make([]byte, piece[1]-piece[0])):
+				t.Fatalf("seed %d: sector piece %v is neither old nor new", seed, piece)
+			}
+		}
+		if p == [3]bool{} || p == [3]bool{true, true, true} {
+			t.Fatalf("seed %d: a scattered tear that is not torn: %v", seed, p)
+		}
+		patterns[p] = true
+	}
+	// All six: the two prefixes, and the suffixes and holes a prefix
+	// model never gives.
+	if len(patterns) != 6 {
+		t.Fatalf("scattered tears gave %d patterns of 6: %v", len(patterns), patterns)
 	}
 }
 
 // Image draws dropped, landed and torn with equal odds for a write that can
-// be torn.
+// be torn, and tears it in a prefix or in any other pattern.
 func TestCrashImageOdds(t *testing.T) {
 	c := device.NewCrash(4096)
-	data := bytes.Repeat([]byte{0xaa}, 2048) // Choices [4]: cuts at 512, 1024, 1536
+	data := bytes.Repeat([]byte{0xaa}, 2048) // Choices [4]: four sectors
 	mustWrite(t, c, data, 0)
 	small := []byte{0xbb} // Choices [2]: dropped or landed
 	mustWrite(t, c, small, 3000)
 	rng := rand.New(rand.NewPCG(5, 5))
 	const draws = 3000
-	var dropped, whole, torn, smallLanded int
-	tornAt := map[int]int{}
+	var dropped, whole, torn, prefix, smallLanded int
 	for range draws {
 		img := c.Image(rng)
-		k := 0
-		for k < len(data) && img[k] == 0xaa {
-			k++
+		var landed [4]bool
+		n := 0
+		for i := range landed {
+			sector := img[i*device.SectorSize : (i+1)*device.SectorSize]
+			switch {
+			case bytes.Equal(sector, data[:device.SectorSize]):
+				landed[i] = true
+				n++
+			case !bytes.Equal(sector, make([]byte, device.SectorSize)):
+				t.Fatalf("sector %d is neither old nor new", i)
+			}
 		}
-		switch {
-		case img[0] == 0:
+		switch n {
+		case 0:
 			dropped++
-		case k == len(data):
+		case 4:
 			whole++
 		default:
 			torn++
-			if k%device.SectorSize != 0 {
-				t.Fatalf("torn after %d bytes", k)
+			if landed[0] && (n == 1 || landed[n-1]) && !landed[n] {
+				prefix++
 			}
-			tornAt[k]++
 		}
 		if img[3000] == 0xbb {
 			smallLanded++
@@ -548,8 +592,8 @@ func TestCrashImageOdds(t *testing.T) {
 			t.Errorf("%s %d times out of %d; want about a third", name, n, draws)
 		}
 	}
-	if len(tornAt) != 3 {
-		t.Errorf("torn at %v; want each of 512, 1024 and 1536", tornAt)
+	if prefix < torn*2/5 || prefix > torn*4/5 {
+		t.Errorf("%d of %d tears were prefixes; want about half and a little more", prefix, torn)
 	}
 	if smallLanded < draws*2/5 || smallLanded > draws*3/5 {
 		t.Errorf("untearable write landed %d times out of %d; want about half", smallLanded, draws)

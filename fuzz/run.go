@@ -404,9 +404,13 @@ func randomChoice(s Source, choices []int) []int {
 		case 1:
 			pick[i] = 1
 		default:
-			if n > 2 {
+			switch {
+			case n > 2 && s.Intn(2) == 0:
+				// Torn in any pattern, not only a prefix.
+				pick[i] = device.Scattered(n, uint64(s.Intn(1<<30)))
+			case n > 2:
 				pick[i] = 2 + s.Intn(n-2)
-			} else {
+			default:
 				pick[i] = s.Intn(2)
 			}
 		}
