@@ -10,8 +10,9 @@
 //
 // The store lives in the file named by -db; without -db it is
 // ringlog-kvstore.db in os.TempDir() (usually /tmp). A missing file is
-// created with -size bytes and formatted; an existing one is opened and its
-// index rebuilt by scanning the log.
+// created with -size bytes and formatted; an existing one keeps its size,
+// and is opened and its index rebuilt by scanning the log. One kvstore at a
+// time uses a store: others wait for its lock on the file.
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/ringlog/ringlog/device"
@@ -76,11 +78,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // withStore opens (creating and formatting if needed) the store in path,
-// calls fn, and closes it.
+// calls fn, and closes it. Only one process may use a store at a time (two
+// logs on one file would overwrite each other's records), so it holds an
+// exclusive lock on the file throughout; a second kvstore waits for it.
 func withStore(path string, size int64, fn func(*kv.Store) error) (err error) {
-	_, statErr := os.Stat(path)
-	fresh := errors.Is(statErr, os.ErrNotExist)
-	dev, err := device.OpenFile(path, device.FileOptions{Size: size})
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if err := create(path, size); err != nil {
+			return err
+		}
+	}
+	lock, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer lock.Close() // and with it the lock
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", path, err)
+	}
+	dev, err := device.OpenFile(path, device.FileOptions{}) // its own size
 	if err != nil {
 		return err
 	}
@@ -89,12 +104,6 @@ func withStore(path string, size int64, fn func(*kv.Store) error) (err error) {
 			err = cerr
 		}
 	}()
-	if fresh {
-		if err := kv.Format(dev, pipeline.Config{}); err != nil {
-			os.Remove(path)
-			return err
-		}
-	}
 	s, err := kv.Open(dev, pipeline.Config{})
 	if err != nil {
 		return fmt.Errorf("open %s: %w", path, err)
@@ -105,6 +114,42 @@ func withStore(path string, size int64, fn func(*kv.Store) error) (err error) {
 		}
 	}()
 	return fn(s)
+}
+
+// create makes a store of size bytes in path: formatted in a file of its
+// own, then linked to path, so that path never names a store half
+// formatted (a kvstore killed while formatting leaves only the temporary
+// file), and, when two kvstores create it at once, one store wins and the
+// other kvstore uses it.
+func create(path string, size int64) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".new-*")
+	if err != nil {
+		return err
+	}
+	name := tmp.Name()
+	tmp.Close()
+	defer os.Remove(name)
+	dev, err := device.OpenFile(name, device.FileOptions{Size: size})
+	if err != nil {
+		return err
+	}
+	err = kv.Format(dev, pipeline.Config{}) // syncs
+	if cerr := dev.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Link(name, path); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	// The new name must survive a power cut as well as the bytes.
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
 }
 
 func do(s *kv.Store, cmd []string, stdout io.Writer) error {

@@ -106,6 +106,7 @@ type Store struct {
 	ready   bool                // the index has been rebuilt; until then nothing is garbage
 	dead    []tomb              // garbage tombstones, in position order
 	failed  error               // a write failed: the store refuses writes until reopened
+	collect error               // the last collector pass failed so, the log being fine (a read)
 	closed  bool
 	pending int64             // bytes of writes admitted and not yet returned
 	live    int64             // bytes of the log the newest values take
@@ -120,6 +121,7 @@ type Store struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the cleaner has returned
+	closes chan struct{} // closed when the first Close has returned
 }
 
 // Format writes an empty store (an empty log) into the region cfg
@@ -139,7 +141,7 @@ func Open(dev device.Device, cfg pipeline.Config) (*Store, error) {
 	s := &Store{
 		index: make(map[string]entry), locks: make(map[string]*keyLock),
 		space: make(chan struct{}), changed: make(chan struct{}),
-		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
+		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}), closes: make(chan struct{}),
 	}
 	cfg.Checker = s
 	l, err := pipeline.Open(dev, cfg)
@@ -250,13 +252,21 @@ func (s *Store) lockKey(key string) (unlock func()) {
 // admit waits until a write of n bytes leaves keep bytes free, and counts
 // it as pending. The caller must release(n).
 func (s *Store) admit(ctx context.Context, n, keep int64) error {
-	for {
+	for waited := false; ; waited = true {
 		s.mu.Lock()
 		if err := s.writableLocked(); err != nil {
 			s.mu.Unlock()
 			return err
 		}
 		free := s.log.Stats().Free - s.pending - n
+		if free < keep && waited && s.collect != nil {
+			// The pass this write waited for failed (a read, say): say
+			// so rather than wait for one that may fail the same way.
+			// The store goes on; the next write tries a new pass.
+			err := s.collect
+			s.mu.Unlock()
+			return err
+		}
 		if free >= keep {
 			s.pending += n
 			s.mu.Unlock()
@@ -328,6 +338,9 @@ func (s *Store) append(ctx context.Context, op byte, key string, payload []byte)
 			s.failed = err
 			close(s.changed)
 			s.changed = make(chan struct{})
+		}
+		if errors.Is(err, pipeline.ErrClosed) {
+			return fmt.Errorf("%w: %w", ErrClosed, err)
 		}
 		return err
 	}
@@ -405,6 +418,9 @@ func (s *Store) Get(key string) ([]byte, error) {
 			// and the read: look again.
 			last = e.pos
 			continue
+		}
+		if errors.Is(err, pipeline.ErrClosed) {
+			return nil, fmt.Errorf("%w: %w", ErrClosed, err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("kv: get %q: %w", key, err)
@@ -541,17 +557,25 @@ func (s *Store) cleanRound() {
 }
 
 // announce wakes the writers waiting for space if the head has moved since
-// they were last woken, or if the collector failed (then the store fails: a
-// head that could not be made durable, or a record that is not the store's,
-// needs a reopen).
+// they were last woken, or if the collector failed. A head that could not be
+// made durable, or a record that is not the store's, fails the store (it
+// needs a reopen); any other failure, a read say, leaves the log as it was,
+// so the writers waiting hear of it (admit) and the next pass tries again.
 func (s *Store) announce(err error) {
 	head := s.log.Stats().Head
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, pipeline.ErrClosed) && s.failed == nil {
-		s.failed = fmt.Errorf("kv: collect: %w", err)
-		close(s.changed)
-		s.changed = make(chan struct{})
+	switch {
+	case err == nil || errors.Is(err, context.Canceled) || errors.Is(err, pipeline.ErrClosed):
+		s.collect = nil
+	case errors.Is(err, pipeline.ErrFailed) || errors.Is(err, ErrBadRecord):
+		if s.failed == nil {
+			s.failed = fmt.Errorf("kv: collect: %w", err)
+			close(s.changed)
+			s.changed = make(chan struct{})
+		}
+	default:
+		s.collect = fmt.Errorf("kv: collect: %w", err)
 	}
 	if err != nil || head > s.seen {
 		s.seen = head
@@ -637,15 +661,18 @@ func (s *Store) Stats() Stats {
 }
 
 // Close stops the cleaner and closes the log (not the device). Operations
-// in flight return an error.
+// in flight return an error. A second Close returns ErrClosed once the first
+// has returned.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		<-s.closes // the caller may close the device next
 		return ErrClosed
 	}
 	s.closed = true
 	s.mu.Unlock()
+	defer close(s.closes)
 	s.cancel()
 	close(s.quit)
 	<-s.done

@@ -375,3 +375,42 @@ func countLive(m map[string][]byte) int {
 	}
 	return n
 }
+
+// TestReadErrorDuringCleaningIsTransient: reads that fail while the cleaner
+// collects leave the log as it was, so they do not fail the store: a write
+// waiting for that pass hears of the error, and later writes go on.
+func TestReadErrorDuringCleaningIsTransient(t *testing.T) {
+	f := device.NewFaulty(device.NewMem(256 << 10))
+	cfg := pipeline.Config{CollectInterval: time.Hour}
+	s := newStore(t, f, cfg)
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Put(ctx, "k", make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	n := f.Count(device.OpRead)
+	f.Inject(device.Fault{Op: device.OpRead, N: n + 1}, device.Fault{Op: device.OpRead, N: n + 2}, device.Fault{Op: device.OpRead, N: n + 3})
+	// Overwrites fill the log with garbage: the cleaner runs and meets the
+	// failed reads.
+	var failed int
+	for i := range 600 {
+		err := s.Put(ctx, "k", bytes.Repeat([]byte{byte(i)}, 1000))
+		switch {
+		case err == nil:
+		case device.IsInjected(err) && !errors.Is(err, pipeline.ErrFailed):
+			failed++
+		default:
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	if f.Count(device.OpRead) < n+3 {
+		t.Fatal("the faults were never reached: the test shows nothing")
+	}
+	if err := s.Put(ctx, "k", []byte("last")); err != nil {
+		t.Fatalf("put after the failed reads: %v", err)
+	}
+	if v, err := s.Get("k"); err != nil || string(v) != "last" {
+		t.Fatalf("get: %q, %v", v, err)
+	}
+	t.Logf("%d puts heard of a failed read", failed)
+}
