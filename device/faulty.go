@@ -50,6 +50,12 @@ type Fault struct {
 // undone on the wrapped device (as if it never reached the medium), and the
 // next Sync succeeds unless another fault says otherwise. A failed write
 // changes nothing.
+//
+// On Linux some of those writes may have reached the medium all the same.
+// Over a Crash device the undo is itself a set of pending writes, so a crash
+// image can still show any of them landed; over Mem only the outcome with
+// all of them dropped exists. Tests of what a reopen finds after a failed
+// sync need Crash underneath.
 type Faulty struct {
 	inner  Device
 	mu     sync.Mutex

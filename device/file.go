@@ -1,9 +1,12 @@
 package device
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"unsafe"
 
@@ -17,8 +20,11 @@ const DirectAlign = directio.AlignSize
 // FileOptions says how OpenFile opens a path.
 type FileOptions struct {
 	// Size is the size of the device in bytes. A regular file is created if
-	// missing and extended to Size if shorter; 0 keeps the current size. It
-	// is ignored for block devices, whose size is their own.
+	// missing (and its directory synced, so that its name survives a power
+	// cut) and extended to Size if shorter; 0 keeps the current size. It
+	// is ignored for block devices, whose size is their own. A path that
+	// does not exist is always created as a regular file: check a block
+	// device's path before opening it.
 	Size int64
 	// Direct opens with O_DIRECT: I/O bypasses the page cache, and every
 	// offset, length and buffer must be aligned to DirectAlign (use
@@ -39,15 +45,23 @@ type File struct {
 // opts.Size (or the file's size when opts.Size is 0); for a block device it
 // is found by seeking to the end, since stat reports 0 for one.
 func OpenFile(path string, opts FileOptions) (*File, error) {
-	flag := os.O_RDWR | os.O_CREATE
-	var (
-		f   *os.File
-		err error
-	)
-	if opts.Direct {
-		f, err = directio.OpenFile(path, flag, 0o644)
-	} else {
-		f, err = os.OpenFile(path, flag, 0o644)
+	if opts.Size < 0 {
+		return nil, fmt.Errorf("device: open %s: %w: size %d", path, ErrOutOfRange, opts.Size)
+	}
+	open := func(flag int) (*os.File, error) {
+		if opts.Direct {
+			return directio.OpenFile(path, flag, 0o644)
+		}
+		return os.OpenFile(path, flag, 0o644)
+	}
+	f, err := open(os.O_RDWR)
+	created := false
+	if errors.Is(err, fs.ErrNotExist) {
+		f, err = open(os.O_RDWR | os.O_CREATE | os.O_EXCL)
+		created = err == nil
+		if errors.Is(err, fs.ErrExist) { // created meanwhile by another
+			f, err = open(os.O_RDWR)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("device: open %s: %w", path, err)
@@ -55,6 +69,14 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 	fail := func(err error) (*File, error) {
 		f.Close()
 		return nil, fmt.Errorf("device: open %s: %w", path, err)
+	}
+	if created {
+		// fdatasync makes a file's bytes durable, not its name: without
+		// this a power cut could take the whole log with the directory
+		// entry.
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			return fail(err)
+		}
 	}
 	st, err := f.Stat()
 	if err != nil {
@@ -83,6 +105,16 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 		return fail(&MisalignedError{Op: "open", What: "size", Value: size, Align: DirectAlign})
 	}
 	return &File{f: f, size: size, direct: opts.Direct}, nil
+}
+
+// syncDir makes the entries of directory dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // AlignedBuffer returns a zeroed buffer of n bytes whose address is aligned

@@ -322,6 +322,18 @@ func TestFileOpenErrors(t *testing.T) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("OpenFile(missing dir) = %v; want it to wrap ErrNotExist", err)
 	}
+	// A negative size is an error, not "keep the current size", and
+	// creates nothing.
+	path := filepath.Join(dir, "neg")
+	if f, err := device.OpenFile(path, device.FileOptions{Size: -4096}); !errors.Is(err, device.ErrOutOfRange) {
+		if err == nil {
+			f.Close()
+		}
+		t.Fatalf("OpenFile(Size -4096) = %v; want ErrOutOfRange", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("OpenFile(Size -4096) left %s behind: %v", path, err)
+	}
 }
 
 func TestFileUseAfterClose(t *testing.T) {
