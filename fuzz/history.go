@@ -144,6 +144,11 @@ func GenHistory(s Source, lim Limits) *History {
 		h.Budget, stepBytes = data*4/5, data/4
 		h.Pressure = true
 		h.BlockSize = 512
+		if chance(s, 1, 2) {
+			// O_DIRECT-sized blocks near a full log: the slack the
+			// writer's rewritten tail block needs is a whole 4 KiB.
+			h.BlockSize = 4096
+		}
 	}
 	n := between(s, 1, lim.MaxSteps)
 	for range n {
