@@ -391,3 +391,72 @@ func TestCollectorFailureEndsParkedRequests(t *testing.T) {
 		t.Fatalf("after reopen %d records, want at least %d", len(got), len(ps)-5)
 	}
 }
+
+// TestCommitAfterFailureWritesNothing: once the log has failed (here its
+// collector's head commit lost its sync), a reservation placed before
+// commits nothing: Commit is ErrFailed without a device write, so the
+// record cannot come back at the next Open.
+func TestCommitAfterFailureWritesNothing(t *testing.T) {
+	r := newFaultRig(t)
+	res, err := r.l.Reserve(guardCtx(t), 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.payloadN(300)
+	if _, err := r.f.WriteAt(p, res.Offset()); err != nil {
+		t.Fatal(err)
+	}
+	r.checker.setAll(true)
+	r.f.Inject(device.Fault{Op: device.OpSync, N: r.f.Count(device.OpSync) + 1})
+	if err := r.l.Collect(guardCtx(t)); err == nil {
+		t.Fatal("Collect whose head commit failed its sync succeeded")
+	}
+	_, err = r.append(guardCtx(t))
+	expectFailed(t, "Append after the failed head commit", err)
+	writes := r.f.Count(device.OpWrite)
+	expectFailed(t, "Commit after the failure", res.Commit(guardCtx(t)))
+	if n := r.f.Count(device.OpWrite) - writes; n != 0 {
+		t.Fatalf("Commit after the failure made %d device writes", n)
+	}
+	r.checker.setAll(false)
+	l := r.reopen(t) // every acknowledged record, nothing never appended
+	defer l.Close()
+	// (The reopened log reuses the position, which nothing acknowledged.)
+	if got, err := l.Read(res.Position()); err == nil && bytes.Equal(got, p) {
+		t.Fatalf("the record whose Commit failed is in the reopened log at %d", res.Position())
+	}
+}
+
+// TestWriteFailureBehindOpenReservation: a write that fails past an open
+// reservation fails the log at once. Its caller gets ErrFailed without
+// waiting for the reservation before it, and new writes are refused, though
+// the failed write is not yet next in line to be synced.
+func TestWriteFailureBehindOpenReservation(t *testing.T) {
+	r := newFaultRig(t)
+	held, err := r.l.Reserve(guardCtx(t), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.l.Reserve(guardCtx(t), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The next write is res's header block (its payload goes through f
+	// too, so it is written first).
+	if _, err := r.f.WriteAt(r.payloadN(100), res.Offset()); err != nil {
+		t.Fatal(err)
+	}
+	r.f.Inject(device.Fault{Op: device.OpWrite, N: r.f.Count(device.OpWrite) + 1})
+	err = res.Commit(guardCtx(t))
+	expectFailed(t, "Commit whose header write failed, behind an open reservation", err)
+	if !device.IsInjected(err) {
+		t.Fatalf("Commit: %v does not carry the device error", err)
+	}
+	_, err = r.append(guardCtx(t))
+	expectFailed(t, "Append after the failed write", err)
+	if x, err := r.l.Reserve(guardCtx(t), 100); err == nil || x != nil {
+		t.Fatalf("Reserve after the failed write: %v, %v; want ErrFailed", x, err)
+	}
+	expectFailed(t, "Commit of the reservation held open", held.Commit(guardCtx(t)))
+	r.reopen(t).Close()
+}

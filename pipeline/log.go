@@ -96,6 +96,7 @@ func start(dev device.Device, j *wal.Journal, f formatted, cfg Config, t layout.
 		}
 		return nil
 	}
+	l.writer.Failed = l.alloc.Failed
 	var checker stages.Checker
 	if cfg.Checker != nil {
 		checker = checkerFunc{cfg.Checker}
@@ -234,7 +235,10 @@ func (l *Log) closedResult(w *stages.Waiter) (uint64, error) {
 
 // Read returns a copy of the record at pos, verified against its checksum.
 // A position below the head returns ErrCollected; one that is not the start
-// of a durable record returns ErrNotFound.
+// of a durable record returns ErrNotFound. pos should be one the log handed
+// out (Append, Reservation.Position, Scan): Read finds a record by the frame
+// header at pos, and a payload that holds a well-formed header for the
+// position it sits at, checksum and all, reads as a record too.
 func (l *Log) Read(pos Position) ([]byte, error) {
 	if l.isClosed() {
 		return nil, ErrClosed
@@ -325,9 +329,11 @@ func (l *Log) isClosed() bool {
 
 // Close stops every goroutine of the log and closes its journal. Operations
 // in flight return ErrClosed (an Append that returns ErrClosed may or may
-// not be durable). Close leaves the device open: the caller owns it. A
-// second Close returns ErrClosed once the first has finished, so that
-// neither returns while the log's goroutines still use the device.
+// not be durable). Close leaves the device open: the caller owns it.
+// Reservations still open end with it; their holders must have finished
+// writing at their Offsets (see Reservation). A second Close returns
+// ErrClosed once the first has finished, so that neither returns while the
+// log's goroutines still use the device.
 func (l *Log) Close() error {
 	l.closeMu.Lock()
 	if l.closed {

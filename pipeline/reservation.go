@@ -20,7 +20,10 @@ var ErrReservationDone = errors.New("ringlog: reservation already committed or d
 // zero-copy path): write exactly Len bytes at Offset on the device, then
 // Commit. With O_DIRECT, Offset is block-aligned and the caller may write
 // Len rounded up to the block size. Every Reservation must be committed or
-// discarded: records after it become durable only once it is.
+// discarded: records after it become durable only once it is. Finish the
+// writes at Offset before Close: the log cannot stop them, and once it is
+// closed the space is no longer the reservation's (the next Open hands it
+// out again), so a late write there can damage records acknowledged then.
 type Reservation struct {
 	l      *Log
 	pos    uint64
@@ -85,6 +88,11 @@ func (r *Reservation) Commit(ctx context.Context) error {
 		return ErrReservationDone
 	}
 	l := r.l
+	if err := l.writable(); err != nil {
+		// A failed log takes no more writes: a header written now
+		// could bring the record back at the next Open.
+		return err
+	}
 	n := int(layout.RoundUp(uint64(r.n), uint64(l.bs)))
 	payload := device.AlignedBuffer(n)
 	block := device.AlignedBuffer(l.bs)

@@ -171,6 +171,13 @@ func (c *Committer) ready() bool {
 // and Pop, does not box each completion into an interface: no allocation
 // per group.
 func (c *Committer) push(x Completion) {
+	if x.Err != nil && c.failed == nil {
+		// A failed write fails the log at once, wherever it lies: the
+		// callers of completions past a gap (an open reservation) must
+		// not wait for the gap to be filled, and new writes must be
+		// refused now, not once it is.
+		c.fail(x.Err)
+	}
 	if x.Mark {
 		c.marking = false
 		if x.Start == x.End && len(x.Waiters) == 0 && x.Err == nil {

@@ -40,7 +40,12 @@ type Writer struct {
 	Idle chan struct{}
 	// Recycle brings spent waiter lists back from the committer.
 	Recycle chan []*Waiter
-	Out     chan<- Completion
+	// Failed, if set, reports the error that failed the log: a
+	// reservation's header block is then not written, since nothing may
+	// become durable any more, and a record written now could come back
+	// at the next Open.
+	Failed func() error
+	Out    chan<- Completion
 
 	Dev   device.Device
 	Geo   layout.Geometry
@@ -251,6 +256,11 @@ func (w *Writer) flush(reportEnd uint64) {
 // block writes a reservation's header block and reports the reservation.
 func (w *Writer) block(it Item) {
 	err := w.failed
+	if err == nil && w.Failed != nil {
+		if ferr := w.Failed(); ferr != nil {
+			err = fmt.Errorf("%w: %w", ErrFailed, ferr)
+		}
+	}
 	if err == nil {
 		if _, werr := w.Dev.WriteAt(it.Block, w.Geo.Phys(it.Pos)); werr != nil {
 			w.failed = fmt.Errorf("ringlog: write reservation header at %d: %w", w.Geo.Phys(it.Pos), werr)
