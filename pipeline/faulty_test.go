@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -406,6 +407,12 @@ func TestCommitAfterFailureWritesNothing(t *testing.T) {
 	if _, err := r.f.WriteAt(p, res.Offset()); err != nil {
 		t.Fatal(err)
 	}
+	// An append placed behind the reservation waits for it.
+	before := r.l.Stats().Tail
+	behind := goAppend(context.Background(), r.l, r.payloadN(50))
+	for r.l.Stats().Tail == before {
+		runtime.Gosched() // until the allocator has placed it
+	}
 	r.checker.setAll(true)
 	r.f.Inject(device.Fault{Op: device.OpSync, N: r.f.Count(device.OpSync) + 1})
 	if err := r.l.Collect(guardCtx(t)); err == nil {
@@ -417,6 +424,13 @@ func TestCommitAfterFailureWritesNothing(t *testing.T) {
 	expectFailed(t, "Commit after the failure", res.Commit(guardCtx(t)))
 	if n := r.f.Count(device.OpWrite) - writes; n != 0 {
 		t.Fatalf("Commit after the failure made %d device writes", n)
+	}
+	// The Commit closed the hole all the same: the append behind it ends.
+	select {
+	case res := <-behind:
+		expectFailed(t, "append behind the reservation", res.err)
+	case <-time.After(hangGuard):
+		t.Fatal("the append behind the reservation still waits after its Commit")
 	}
 	r.checker.setAll(false)
 	l := r.reopen(t) // every acknowledged record, nothing never appended

@@ -88,11 +88,6 @@ func (r *Reservation) Commit(ctx context.Context) error {
 		return ErrReservationDone
 	}
 	l := r.l
-	if err := l.writable(); err != nil {
-		// A failed log takes no more writes: a header written now
-		// could bring the record back at the next Open.
-		return err
-	}
 	n := int(layout.RoundUp(uint64(r.n), uint64(l.bs)))
 	payload := device.AlignedBuffer(n)
 	block := device.AlignedBuffer(l.bs)
