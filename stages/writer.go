@@ -257,9 +257,7 @@ func (w *Writer) flush(reportEnd uint64) {
 func (w *Writer) block(it Item) {
 	err := w.failed
 	if err == nil && w.Failed != nil {
-		if ferr := w.Failed(); ferr != nil {
-			err = fmt.Errorf("%w: %w", ErrFailed, ferr)
-		}
+		err = w.Failed() // the committer says ErrFailed
 	}
 	if err == nil {
 		if _, werr := w.Dev.WriteAt(it.Block, w.Geo.Phys(it.Pos)); werr != nil {
