@@ -231,9 +231,10 @@ func TestQueuedBehindParkedGetsNoSpace(t *testing.T) {
 	if !errors.Is(err, pipeline.ErrNoSpace) {
 		t.Fatalf("fill: %v", err)
 	}
+	before := l.Stats().Parked // read before the request can park
 	first := goAppend(guardCtx(t), l, idPayload(1000, 2000))
-	waitParked(t, l, c, l.Stats().Parked, first)
-	before := l.Stats().Parked
+	waitParked(t, l, c, before, first)
+	before++
 	var cancels []context.CancelFunc
 	var behind []<-chan appendResult
 	for i := range 3 {
