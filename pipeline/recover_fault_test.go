@@ -57,6 +57,23 @@ func holdsAll(t *testing.T, l *pipeline.Log, acked map[pipeline.Position][]byte,
 // or get the bytes another way, and never end the log early, which would
 // drop acknowledged records for good.
 func TestOpenReadFailureAfterCrash(t *testing.T) {
+	failReadsInTurn(t, 1)
+}
+
+// TestOpenTwoReadFailuresAfterCrash fails two reads of Open in a row, in
+// turn: a failed read-ahead is retried for the frame alone, and when that
+// fails as well Open must fail with ErrUnreadable, not end the log there.
+func TestOpenTwoReadFailuresAfterCrash(t *testing.T) {
+	if failReadsInTurn(t, 2) == 0 {
+		t.Fatal("no pair of failed reads met the walk: the test shows nothing")
+	}
+}
+
+// failReadsInTurn opens a crashed log with k consecutive reads failing,
+// starting at each read of Open in turn. Each Open fails with the injected
+// error or keeps every acknowledged record, and the healthy device has them
+// all afterwards. It returns how many Opens failed with ErrUnreadable.
+func failReadsInTurn(t *testing.T, k int64) (unreadable int) {
 	img, cfg, acked := crashedImage(t)
 	var end pipeline.Position
 	for pos, p := range acked {
@@ -64,23 +81,29 @@ func TestOpenReadFailureAfterCrash(t *testing.T) {
 	}
 	for n := int64(1); ; n++ {
 		m := memOf(img)
-		f := device.NewFaulty(m, device.Fault{Op: device.OpRead, N: n})
+		f := device.NewFaulty(m)
+		for i := range k {
+			f.Inject(device.Fault{Op: device.OpRead, N: n + i})
+		}
 		l, err := pipeline.Open(f, cfg)
-		if err == nil {
-			// (Reads through f could meet the fault after Open.)
+		switch {
+		case err == nil:
+			// (Reads through f could meet a fault after Open.)
 			if d := l.Stats().Durable; d < end {
-				t.Fatalf("Open with read %d failing ended the log at %d, before acknowledged records up to %d", n, d, end)
+				t.Fatalf("Open with %d reads failing from read %d ended the log at %d, before acknowledged records up to %d", k, n, d, end)
 			}
 			l.Close()
-		} else if !device.IsInjected(err) {
-			t.Fatalf("Open with read %d failing: %v, want the injected error", n, err)
+		case !device.IsInjected(err):
+			t.Fatalf("Open with %d reads failing from read %d: %v, want the injected error", k, n, err)
+		case errors.Is(err, pipeline.ErrUnreadable):
+			unreadable++
 		}
 		// Whatever Open did, the healthy device still has every record.
 		l = mustOpen(t, m, cfg)
-		holdsAll(t, l, acked, "reopened after a failed read")
+		holdsAll(t, l, acked, "reopened after failed reads")
 		l.Close()
 		if f.Count(device.OpRead) < n {
-			break // Open does fewer than n reads
+			return unreadable // Open does fewer than n reads
 		}
 		if n > 1000 {
 			t.Fatal("Open never finished")
@@ -88,44 +111,15 @@ func TestOpenReadFailureAfterCrash(t *testing.T) {
 	}
 }
 
-// TestOpenTwoReadFailuresAfterCrash fails two reads of Open in a row, in
-// turn: a failed read-ahead is retried for the frame alone, and when that
-// fails as well Open must fail with ErrUnreadable, not end the log there.
-func TestOpenTwoReadFailuresAfterCrash(t *testing.T) {
-	img, cfg, acked := crashedImage(t)
-	var end pipeline.Position
-	for pos, p := range acked {
-		end = max(end, pos+pipeline.Position(len(p)))
+// lastRecordAt returns where the last record's payload (crashedImage's
+// twentieth) lies in img.
+func lastRecordAt(t *testing.T, img []byte) int {
+	t.Helper()
+	i := bytes.Index(img, idPayload(19, 3000))
+	if i < 0 {
+		t.Fatal("last record not found in the image")
 	}
-	unreadable := 0
-	for n := int64(1); ; n++ {
-		m := memOf(img)
-		f := device.NewFaulty(m, device.Fault{Op: device.OpRead, N: n}, device.Fault{Op: device.OpRead, N: n + 1})
-		l, err := pipeline.Open(f, cfg)
-		switch {
-		case err == nil:
-			if d := l.Stats().Durable; d < end {
-				t.Fatalf("Open with reads %d and %d failing ended the log at %d, before acknowledged records up to %d", n, n+1, d, end)
-			}
-			l.Close()
-		case errors.Is(err, pipeline.ErrUnreadable):
-			unreadable++
-			fallthrough
-		default:
-			if !device.IsInjected(err) {
-				t.Fatalf("Open with reads %d and %d failing: %v, want the injected error", n, n+1, err)
-			}
-		}
-		l = mustOpen(t, m, cfg)
-		holdsAll(t, l, acked, "reopened after two failed reads")
-		l.Close()
-		if f.Count(device.OpRead) < n {
-			break
-		}
-	}
-	if unreadable == 0 {
-		t.Fatal("no pair of failed reads met the walk: the test shows nothing")
-	}
+	return i
 }
 
 // badSector fails every read that covers its offset, as a device does with
@@ -148,12 +142,7 @@ func (d badSector) ReadAt(p []byte, off int64) (int, error) {
 // succeeds with every record.
 func TestOpenUnreadableSectorAhead(t *testing.T) {
 	img, cfg, acked := crashedImage(t)
-	last := idPayload(19, 3000)
-	i := bytes.Index(img, last)
-	if i < 0 {
-		t.Fatal("last record not found in the image")
-	}
-	bad := (int64(i+len(last)) + 8<<10) &^ (device.SectorSize - 1)
+	bad := (int64(lastRecordAt(t, img)+3000) + 8<<10) &^ (device.SectorSize - 1)
 	l, err := pipeline.Open(badSector{memOf(img), bad}, cfg)
 	if err != nil {
 		t.Fatalf("Open with an unreadable sector where nothing was written: %v", err)
@@ -184,13 +173,8 @@ func (d *countFailed) ReadAt(p []byte, off int64) (int, error) {
 // per frame would be seconds of a disk's retries each.
 func TestOpenUnreadableFrame(t *testing.T) {
 	img, cfg, acked := crashedImage(t)
-	last := idPayload(19, 3000)
-	i := bytes.Index(img, last)
-	if i < 0 {
-		t.Fatal("last record not found in the image")
-	}
 	m := memOf(img)
-	bad := badSector{m, int64(i+1000) &^ (device.SectorSize - 1)}
+	bad := badSector{m, int64(lastRecordAt(t, img)+1000) &^ (device.SectorSize - 1)}
 	for range 2 {
 		dev := &countFailed{Device: bad}
 		l, err := pipeline.Open(dev, cfg)
