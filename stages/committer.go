@@ -256,21 +256,14 @@ func (c *Committer) flight() *tailFlight {
 func (c *Committer) submit() {
 	f := c.flight()
 	cursor := c.issued
-	var werr error
 	for len(c.pending) > 0 && (c.pending[0].Start <= cursor || c.failed != nil) {
 		x := c.pop()
 		cursor = max(cursor, x.End)
 		f.group = append(f.group, x.Waiters...)
 		f.records += uint64(len(x.Waiters))
 		c.recycle(x.Waiters)
-		if x.Err != nil && werr == nil {
-			werr = x.Err
-		}
 	}
-	if werr != nil && c.failed == nil {
-		c.fail(werr)
-	}
-	if c.failed != nil {
+	if c.failed != nil { // push failed the log on any completion with Err
 		c.failGroup(f)
 		return
 	}
