@@ -29,8 +29,8 @@ type Device interface {
 	Size() int64
 	// BlockSize is the alignment, in bytes, that offsets, lengths and (for
 	// O_DIRECT) buffers of reads and writes must respect for best (or, with
-	// O_DIRECT, any) results. It is a power of two; a log needs one from
-	// SectorSize to 4096 and refuses any other with an error.
+	// O_DIRECT, any) results. It is a power of two; a log needs one that
+	// BlockSizeOK accepts and refuses any other with an error.
 	BlockSize() int
 	// Close releases the device. Data not synced may be lost.
 	Close() error
@@ -40,6 +40,17 @@ type Device interface {
 // 512-byte sector of an interrupted write holds either its old or its new
 // contents.
 const SectorSize = 512
+
+// MaxBlockSize is the largest block size a log or journal works on: the
+// alignment of everything it lays out.
+const MaxBlockSize = 4096
+
+// BlockSizeOK reports whether a log or journal can work on blocks of bs
+// bytes: a power of two, no smaller than the sector a torn write is made of
+// (which also holds a frame or batch header), no larger than MaxBlockSize.
+func BlockSizeOK(bs int) bool {
+	return bs >= SectorSize && bs <= MaxBlockSize && bs&(bs-1) == 0
+}
 
 var (
 	// ErrMisaligned is matched (errors.Is) by a *MisalignedError.

@@ -98,15 +98,8 @@ const (
 	maxJournalSize         = 4 << 20
 )
 
-// blockSizeOK reports whether the log can work on blocks of bs bytes: a
-// power of two, no smaller than the sector a torn write is made of (and a
-// frame header), dividing the region's alignment.
-func blockSizeOK(bs int) bool {
-	return bs >= device.SectorSize && bs <= layout.Align && bs&(bs-1) == 0
-}
-
 func badBlockSize(dev device.Device) error {
-	return fmt.Errorf("%w: device block size %d is not a power of two from %d to %d", ErrBadConfig, dev.BlockSize(), device.SectorSize, layout.Align)
+	return fmt.Errorf("%w: device block size %d is not a power of two from %d to %d", ErrBadConfig, dev.BlockSize(), device.SectorSize, device.MaxBlockSize)
 }
 
 // geometry validates cfg against dev and lays the region out.
@@ -122,7 +115,7 @@ func (cfg Config) geometry(dev device.Device) (layout.Geometry, error) {
 		return layout.Geometry{}, fmt.Errorf("%w: size %d is not a positive multiple of %d", ErrBadConfig, size, layout.Align)
 	case cfg.Offset+size > dev.Size():
 		return layout.Geometry{}, fmt.Errorf("%w: region [%d, %d) is beyond the device's %d bytes", ErrBadConfig, cfg.Offset, cfg.Offset+size, dev.Size())
-	case !blockSizeOK(dev.BlockSize()):
+	case !device.BlockSizeOK(dev.BlockSize()):
 		return layout.Geometry{}, badBlockSize(dev)
 	case cfg.JournalSize < 0 || cfg.JournalSize%layout.Align != 0:
 		return layout.Geometry{}, fmt.Errorf("%w: journal size %d is not a multiple of %d", ErrBadConfig, cfg.JournalSize, layout.Align)

@@ -50,7 +50,7 @@ type formatted struct {
 }
 
 func readSuperblock(dev device.Device, cfg Config) (formatted, error) {
-	if !blockSizeOK(dev.BlockSize()) {
+	if !device.BlockSizeOK(dev.BlockSize()) {
 		return formatted{}, badBlockSize(dev)
 	}
 	if cfg.Offset < 0 || cfg.Offset%layout.Align != 0 || cfg.Offset+2*layout.Align > dev.Size() {

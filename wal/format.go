@@ -203,7 +203,6 @@ func Format(dev device.Device, offset, size int64) error {
 }
 
 func checkGeometry(dev device.Device, offset, size int64) error {
-	bs := dev.BlockSize()
 	switch {
 	case offset < 0 || offset%slot != 0:
 		return fmt.Errorf("%w: offset %d is not a multiple of %d", ErrBadFormat, offset, slot)
@@ -211,8 +210,8 @@ func checkGeometry(dev device.Device, offset, size int64) error {
 		return fmt.Errorf("%w: size %d must be a multiple of %d and at least %d", ErrBadFormat, size, slot, MinSize)
 	case offset+size > dev.Size():
 		return fmt.Errorf("%w: region [%d, %d) does not fit a device of %d bytes", ErrBadFormat, offset, offset+size, dev.Size())
-	case bs < device.SectorSize || bs > slot || bs&(bs-1) != 0:
-		return fmt.Errorf("%w: device block size %d is not a power of two from %d to %d", ErrBadFormat, bs, device.SectorSize, slot)
+	case !device.BlockSizeOK(dev.BlockSize()):
+		return fmt.Errorf("%w: device block size %d is not a power of two from %d to %d", ErrBadFormat, dev.BlockSize(), device.SectorSize, device.MaxBlockSize)
 	}
 	return nil
 }
