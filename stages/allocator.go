@@ -15,9 +15,10 @@ type Allocator struct {
 	In    chan *Request // from the API
 	Freed chan uint64   // from the collector: the new durable head
 	Poke  chan struct{} // a parked request was cancelled; capacity 1
-	// Marks asks for a mark (Committer.Marks): the allocator lets the
-	// callers that are runnable submit, places what it can, and sends an
-	// ItemMark after it. Capacity 1.
+	// Marks asks for a mark (Committer.Marks; the last caller woken of a
+	// group sends it): the allocator lets the callers that are runnable
+	// submit, places what it can, and sends an ItemMark after it.
+	// Capacity 1.
 	Marks    chan struct{}
 	Out      chan<- Item // to the writer
 	Pressure chan<- struct{}

@@ -60,9 +60,10 @@ func TestWriterMarkWritesAndReports(t *testing.T) {
 	}
 }
 
-// TestCommitterOneGroupPerMark: a committer of Depth 1 with Marks asks for
-// a mark after each group it releases and submits nothing until it comes
-// back, so everything completed meanwhile is one group with one sync; a
+// TestCommitterOneGroupPerMark: a committer of Depth 1 with Marks has a
+// mark asked for after each group it releases, by the group's last caller,
+// and submits nothing until it comes back, so everything completed
+// meanwhile is one group with one sync; a
 // group within the tail bound is synced by the committer itself, with no
 // journal write.
 func TestCommitterOneGroupPerMark(t *testing.T) {
@@ -116,6 +117,11 @@ func TestCommitterOneGroupPerMark(t *testing.T) {
 	}
 	r.c.In <- stages.Completion{Start: 600, End: 600, Mark: true}
 	for i, w := range ws {
+		// The next mark is asked for by the group's last caller, once
+		// every one before it has had its turn to append again.
+		if len(marks) != 0 {
+			t.Fatalf("a mark asked for before caller %d of %d was woken", i, len(ws))
+		}
 		waitDone(t, w, "a completion after the mark")
 		if w.Err != nil {
 			t.Fatalf("completion %d: %v", i, w.Err)

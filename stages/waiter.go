@@ -15,9 +15,10 @@ type Waiter struct {
 	Pos  uint64
 	Err  error
 
-	next     *Waiter      // the waiter its owner wakes: set by FinishChain
-	chain    atomic.Int32 // chainPending, chainWoken or chainAbandoned
-	recorded atomic.Bool  // FinishChain has set Pos and Err
+	next     *Waiter         // the waiter its owner wakes: set by FinishChain
+	end      chan<- struct{} // the last of a chain: told once the chain is through
+	chain    atomic.Int32    // chainPending, chainWoken or chainAbandoned
+	recorded atomic.Bool     // FinishChain has set Pos and Err
 }
 
 // States of Waiter.chain.
@@ -37,7 +38,10 @@ func (w *Waiter) Finish(pos uint64, err error) {
 }
 
 // FinishChain gives every waiter of ws the outcome err (keeping its Pos) but
-// wakes only the first; each woken owner wakes the next (PassOn).
+// wakes only the first; each woken owner wakes the next (PassOn). Once the
+// chain is through, when the last owner passes on (or whoever wakes it, if
+// it has left), end, if not nil, gets a token unless it holds one already;
+// with no waiters at all, at once.
 //
 // Why not wake them all: a goroutine readied takes its processor's
 // next-to-run slot and pushes the one that was there to the back of the run
@@ -46,25 +50,44 @@ func (w *Waiter) Finish(pos uint64, err error) {
 // the next group's sync waits for) waits until every one of them has run.
 // Woken one after another, each caller hands its processor to the next, the
 // queue stays short, and a stage pushed back waits behind a caller or two.
-func FinishChain(ws []*Waiter, err error) {
+func FinishChain(ws []*Waiter, err error, end chan<- struct{}) {
 	if len(ws) == 0 {
+		signal(end)
 		return
 	}
 	for i, w := range ws {
 		w.Err = err
 		if i+1 < len(ws) {
 			w.next = ws[i+1]
+		} else {
+			w.end = end
 		}
 		w.recorded.Store(true)
 	}
 	wakeFrom(ws[0])
 }
 
+// signal sends end a token without waiting: a token it holds already says
+// the same.
+func signal(end chan<- struct{}) {
+	if end == nil {
+		return
+	}
+	select {
+	case end <- struct{}{}:
+	default:
+	}
+}
+
 // PassOn is called by a waiter's owner once it has received from Done: it
 // wakes the next waiter of the chain, and on past any whose owner has left.
 func (w *Waiter) PassOn() {
-	n := w.next
-	w.next = nil
+	n, end := w.next, w.end
+	w.next, w.end = nil, nil
+	if n == nil {
+		signal(end)
+		return
+	}
 	wakeFrom(n)
 }
 
@@ -79,9 +102,12 @@ func wakeFrom(n *Waiter) {
 			return
 		}
 		// n's owner left: its turn falls to us.
-		next := n.next
-		n.next = nil
+		next, end := n.next, n.end
+		n.next, n.end = nil, nil
 		close(n.Done)
+		if next == nil {
+			signal(end)
+		}
 		n = next
 	}
 }

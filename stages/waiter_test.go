@@ -22,7 +22,7 @@ func newWaiters(n int) []*stages.Waiter {
 func TestFinishChainWakesOneAtATime(t *testing.T) {
 	ws := newWaiters(4)
 	boom := errors.New("boom")
-	stages.FinishChain(ws, boom)
+	stages.FinishChain(ws, boom, nil)
 	for i, w := range ws {
 		for j := i + 1; j < len(ws); j++ {
 			if isClosed(ws[j]) {
@@ -44,7 +44,7 @@ func TestFinishChainRecordsBeforeWaking(t *testing.T) {
 	if ws[2].Recorded() {
 		t.Fatal("recorded before FinishChain")
 	}
-	stages.FinishChain(ws, boom)
+	stages.FinishChain(ws, boom, nil)
 	if isClosed(ws[2]) || !ws[2].Recorded() || ws[2].Err != boom {
 		t.Fatalf("last waiter: woken %v, recorded %v, err %v; want asleep, recorded, %v", isClosed(ws[2]), ws[2].Recorded(), ws[2].Err, boom)
 	}
@@ -57,7 +57,7 @@ func TestFinishChainSkipsAbandoned(t *testing.T) {
 	ws := newWaiters(5)
 	ws[1].Abandon() // before the chain reaches it
 	ws[2].Abandon()
-	stages.FinishChain(ws, nil)
+	stages.FinishChain(ws, nil, nil)
 	waitDone(t, ws[0], "first")
 	// Passing on from 0 goes through the abandoned 1 and 2 to 3.
 	waitDone(t, ws[3], "after the abandoned")
@@ -67,7 +67,7 @@ func TestFinishChainSkipsAbandoned(t *testing.T) {
 func TestFinishChainAbandonedHead(t *testing.T) {
 	ws := newWaiters(3)
 	ws[0].Abandon()
-	stages.FinishChain(ws, nil)
+	stages.FinishChain(ws, nil, nil)
 	waitDone(t, ws[1], "second")
 	waitDone(t, ws[2], "third")
 }
@@ -76,18 +76,67 @@ func TestAbandonAfterWakePassesOn(t *testing.T) {
 	// An owner that gives up just as its turn comes, without seeing Done,
 	// must not stall the owners after it.
 	ws := newWaiters(3)
-	stages.FinishChain(ws, nil)
+	stages.FinishChain(ws, nil, nil)
 	ws[0].Abandon()
 	waitDone(t, ws[1], "second")
 	waitDone(t, ws[2], "third")
 }
 
 func TestFinishChainEmpty(t *testing.T) {
-	stages.FinishChain(nil, nil) // no waiters, no panic
+	end := make(chan struct{}, 1)
+	stages.FinishChain(nil, nil, end) // no waiters: through at once
+	if !hasToken(end) {
+		t.Fatal("no token for an empty chain")
+	}
+}
+
+// The end of a chain is told only once its last owner has had its turn:
+// the committer has the next mark asked for this way (Committer.Marks).
+func TestFinishChainEndAfterLast(t *testing.T) {
+	ws := newWaiters(3)
+	end := make(chan struct{}, 1)
+	stages.FinishChain(ws, nil, end)
+	for i, w := range ws[:2] {
+		waitDone(t, w, "waiter")
+		if hasToken(end) {
+			t.Fatalf("token after waiter %d of 3 passed on", i)
+		}
+	}
+	waitDone(t, ws[2], "last")
+	if !hasToken(end) {
+		t.Fatal("no token once the last waiter passed on")
+	}
+}
+
+// A last owner that left does not take the token with it: whoever passes
+// on past it sends it.
+func TestFinishChainEndPastAbandonedLast(t *testing.T) {
+	ws := newWaiters(3)
+	ws[2].Abandon()
+	end := make(chan struct{}, 1)
+	stages.FinishChain(ws, nil, end)
+	waitDone(t, ws[0], "first")
+	if hasToken(end) {
+		t.Fatal("token before the second waiter passed on")
+	}
+	waitDone(t, ws[1], "second")
+	if !hasToken(end) {
+		t.Fatal("no token once the chain passed the abandoned last waiter")
+	}
+}
+
+func hasToken(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // Every owner that keeps waiting is woken, whatever the others do and
-// whenever they do it: leave before the chain starts, or while it runs.
+// whenever they do it: leave before the chain starts, or while it runs; and
+// the end is told.
 func TestFinishChainProperty(t *testing.T) {
 	const (
 		stay = iota
@@ -117,7 +166,8 @@ func TestFinishChainProperty(t *testing.T) {
 				wg.Go(w.Abandon)
 			}
 		}
-		stages.FinishChain(ws, nil)
+		end := make(chan struct{}, 1)
+		stages.FinishChain(ws, nil, end)
 		all := make(chan struct{})
 		go func() { wg.Wait(); close(all) }()
 		select {
@@ -129,6 +179,9 @@ func TestFinishChainProperty(t *testing.T) {
 			if plan[i] == stay && !woken[i] {
 				rt.Fatalf("waiter %d stayed and was not woken", i)
 			}
+		}
+		if !hasToken(end) {
+			rt.Fatal("every owner is through and the end has no token")
 		}
 	})
 }
