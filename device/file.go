@@ -21,10 +21,10 @@ const DirectAlign = directio.AlignSize
 type FileOptions struct {
 	// Size is the size of the device in bytes. A regular file is created if
 	// missing (and its directory synced, so that its name survives a power
-	// cut) and extended to Size if shorter; 0 keeps the current size. It
-	// is ignored for block devices, whose size is their own. A path that
-	// does not exist is always created as a regular file: check a block
-	// device's path before opening it.
+	// cut) and extended to Size if shorter; 0 keeps the current size, and
+	// a missing path is then an error matching fs.ErrNotExist, so that a
+	// mistyped block device path does not become a new regular file. Size
+	// is ignored for block devices, whose size is their own.
 	Size int64
 	// Direct opens with O_DIRECT: I/O bypasses the page cache, and every
 	// offset, length and buffer must be aligned to DirectAlign (use
@@ -56,7 +56,7 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 	}
 	f, err := open(os.O_RDWR)
 	created := false
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) && opts.Size > 0 {
 		f, err = open(os.O_RDWR | os.O_CREATE | os.O_EXCL)
 		created = err == nil
 		if errors.Is(err, fs.ErrExist) { // created meanwhile by another

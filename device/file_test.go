@@ -334,6 +334,19 @@ func TestFileOpenErrors(t *testing.T) {
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("OpenFile(Size -4096) left %s behind: %v", path, err)
 	}
+	// Without a size a missing path is an error, as a mistyped block
+	// device path must be, and nothing is created.
+	for _, direct := range []bool{false, true} {
+		if f, err := device.OpenFile(path, device.FileOptions{Direct: direct}); !errors.Is(err, os.ErrNotExist) {
+			if err == nil {
+				f.Close()
+			}
+			t.Fatalf("OpenFile(missing, no size, direct=%v) = %v; want ErrNotExist", direct, err)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("OpenFile(missing, no size) created %s: %v", path, err)
+		}
+	}
 }
 
 func TestFileUseAfterClose(t *testing.T) {
