@@ -95,10 +95,13 @@ func (c *Collector) Run(quit <-chan struct{}) {
 	}
 }
 
-// pass advances the head as far as garbage and padding allow. It makes the
-// head durable and frees space every sixteenth of the area rather than only
-// at the end, so writers parked on a full log resume while a long pass is
-// still reading.
+// pass advances the head as far as garbage and padding allow, and makes the
+// new head durable once, at the end: each head commit costs a sync of its
+// own, and a pass every sixteenth of the area made one sync in sixteen
+// group commits a head commit. Only while writers wait for space
+// (Published.Full) does it make the head durable and free space every
+// sixteenth of the area, so that they resume while a long pass is still
+// reading.
 func (c *Collector) pass() error {
 	c.Pub.Passes.Add(1)
 	durable := c.Pub.Durable.Load()
@@ -151,7 +154,7 @@ func (c *Collector) pass() error {
 			yielded = cur
 			runtime.Gosched()
 		}
-		if cur-c.head >= step {
+		if cur-c.head >= step && c.Pub.Full.Load() {
 			if err := c.advance(cur, &collected); err != nil {
 				return err
 			}

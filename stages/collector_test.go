@@ -271,10 +271,12 @@ func TestCollectorStopsOnCheckerErrorAndCorruption(t *testing.T) {
 }
 
 func TestCollectorFreesInSteps(t *testing.T) {
-	// A long pass makes the head durable and frees space every sixteenth of
-	// the area, so parked writers do not wait for the whole pass.
+	// While writers wait for space, a long pass makes the head durable and
+	// frees space every sixteenth of the area, so they do not wait for the
+	// whole pass.
 	mc := &mapChecker{garbage: map[uint64]bool{}}
 	r := newCollectorRig(t, mc, 0)
+	r.pub.Full.Store(true)
 	spec := make([]int, 40)
 	for i := range spec {
 		spec[i] = 1000 // stride 1056: 40 records are 42240 bytes
@@ -306,6 +308,47 @@ func TestCollectorFreesInSteps(t *testing.T) {
 			t.Fatalf("freed %v: steps not increasing by about %d", got, step)
 		}
 		prev = v
+	}
+	if h := r.headOnDevice(t); h.Head != end {
+		t.Fatalf("head on device %d, want %d", h.Head, end)
+	}
+}
+
+// With nobody waiting for space, a long pass commits the head once, at its
+// end: every head commit is a sync of its own.
+func TestCollectorOneHeadCommitPerPass(t *testing.T) {
+	mc := &mapChecker{garbage: map[uint64]bool{}}
+	r := newCollectorRig(t, mc, 0)
+	spec := make([]int, 40)
+	for i := range spec {
+		spec[i] = 1000 // 42240 bytes: more than two sixteenths of the area
+	}
+	recs, end := layoutFrames(t, r, 0, spec)
+	r.pub.Durable.Store(end)
+	for _, p := range recs {
+		mc.set(p, true)
+	}
+	r.start(t)
+	commits, syncs := r.j.Stats().Commits, r.j.Stats().Syncs
+	if err := r.collect(t); err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for {
+		v, ok := r.lastFreedOne()
+		if !ok {
+			break
+		}
+		got = append(got, v)
+	}
+	if len(got) != 1 || got[0] != end {
+		t.Fatalf("freed %v, want [%d] alone", got, end)
+	}
+	if n := r.j.Stats().Commits - commits; n != 1 {
+		t.Fatalf("%d head commits for one pass, want 1", n)
+	}
+	if n := r.j.Stats().Syncs - syncs; n != 1 {
+		t.Fatalf("%d syncs for one pass, want 1", n)
 	}
 	if h := r.headOnDevice(t); h.Head != end {
 		t.Fatalf("head on device %d, want %d", h.Head, end)
