@@ -133,6 +133,7 @@ type Coverage struct {
 	NothingUnsync int64 // nothing was in flight
 	Parked        int64 // requests that waited for the collector to free space (all runs)
 	Faults        int64 // runs in which a write or sync failed (and the disk went on)
+	Cancelled     int64 // appends whose context ended before they were placed
 }
 
 // count classifies one image: the unsynced writes and their outcomes.
@@ -199,4 +200,5 @@ func (c *Coverage) add(o Coverage) {
 	c.NothingUnsync += o.NothingUnsync
 	c.Parked += o.Parked
 	c.Faults += o.Faults
+	c.Cancelled += o.Cancelled
 }

@@ -1,5 +1,6 @@
 // Package fuzz is ringlog's crash checker. It runs histories of operations
-// on a device.Crash — appends of random sizes from several goroutines,
+// on a device.Crash — appends of random sizes from several goroutines, some
+// with a context that has already ended (racing their own placement),
 // reservations committed out of order or discarded, collections with a
 // garbage checker, the log filling up (appends waiting for space) and
 // wrapping, reads and scans, reopens and reboots, sometimes one write or
@@ -13,8 +14,9 @@
 //   - every acknowledged record the garbage checker never released is there,
 //     byte-identical, at the position Append or Reserve gave it;
 //   - Scan yields only whole, checksum-valid records, in position order, each
-//     one appended (payloads carry unique ids), none twice, none discarded or
-//     dropped by an earlier recovery, and a record whose call returned before
+//     one appended (payloads carry unique ids), none twice, none discarded,
+//     none whose Append returned its context's error, none dropped by an
+//     earlier recovery, and a record whose call returned before
 //     another's began lies below it; Read below the head says ErrCollected;
 //   - head <= durable tail == tail after Open, and the frames from head to
 //     durable tail, read straight from the device, tile the data area with

@@ -20,5 +20,15 @@ func TestCrashExploration(t *testing.T) {
 	if res.States < states {
 		t.Errorf("explored %d crash states, want at least %d", res.States, states)
 	}
+	// The states explored must include the kinds the invariants are about.
+	c := res.Coverage
+	for name, n := range map[string]int64{
+		"group commits unsynced": c.GroupCommit, "torn writes": c.Torn,
+		"crashes mid-history": c.Reboots, "appends cancelled before placement": c.Cancelled,
+	} {
+		if n == 0 {
+			t.Errorf("no crash state with %s: %+v", name, c)
+		}
+	}
 	t.Logf("crash states explored: %d in %d histories, violations: %d", res.States, res.Histories, len(res.Violations))
 }

@@ -47,6 +47,7 @@ const (
 // Action is one thing a lane does.
 type Action struct {
 	Kind    ActionKind
+	Cancel  bool // Append: with a context that has already ended
 	Sizes   []int
 	Perm    []int  // Reserve: the order the commits are started in
 	Discard []bool // Reserve: discard instead of committing
@@ -238,6 +239,10 @@ func genAction(s Source, h *History) Action {
 		return Action{Kind: ActRead, Pick: s.Intn(1 << 16)}
 	case k == 18:
 		return Action{Kind: ActScan}
+	case k == 19:
+		// Its request races the caller's cancellation: placed and then
+		// waited for, or taken back before it has a position.
+		return Action{Kind: ActAppend, Cancel: true, Sizes: []int{recordSize(s, h)}}
 	case k < 12:
 		return Action{Kind: ActAppend, Sizes: []int{recordSize(s, h)}}
 	case k < 15:
@@ -293,6 +298,9 @@ func (h *History) String() string {
 				for _, a := range lane {
 					switch a.Kind {
 					case ActAppend:
+						if a.Cancel {
+							b.WriteString(" x")
+						}
 						fmt.Fprintf(&b, " a%d", a.Sizes[0])
 					case ActReserve:
 						fmt.Fprintf(&b, " r%v%v%v", a.Sizes, a.Perm, a.Discard)

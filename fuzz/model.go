@@ -1,6 +1,8 @@
 package fuzz
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -18,9 +20,10 @@ const (
 	stFailed                    // it returned an error: may appear
 	stDiscarded                 // a reservation never committed: must not appear
 	stLost                      // a recovery dropped it: must never come back
+	stCancelled                 // Append returned its context's error: never placed, must not appear
 )
 
-var stateNames = [...]string{"created", "called", "acked", "failed", "discarded", "lost"}
+var stateNames = [...]string{"created", "called", "acked", "failed", "discarded", "lost", "cancelled"}
 
 func (s recState) String() string { return stateNames[s] }
 
@@ -64,6 +67,9 @@ type Model struct {
 	params     Params
 	budget     int64
 	problems   []string // found while the history ran
+	// cancelled counts the appends whose context ended before they were
+	// placed (Coverage.Cancelled).
+	cancelled atomic.Int64
 	// gate, while set, makes the checker call nothing garbage, so the log
 	// fills and appends wait; gateHit tells the lane that holds the gate
 	// that a collector pass found an append waiting. log is the log the
@@ -140,9 +146,15 @@ func (m *Model) finished(r *rec, err error) {
 	if !r.reserve {
 		r.ret = m.tick.Add(1)
 	}
-	if err == nil {
+	switch {
+	case err == nil:
 		r.state = stAcked
-	} else {
+	case errors.Is(err, context.Canceled):
+		// The API's promise: a context error means the request never had
+		// a position, so its bytes were never written.
+		r.state = stCancelled
+		m.cancelled.Add(1)
+	default:
 		r.state = stFailed
 	}
 }

@@ -117,6 +117,7 @@ func runHistory(h *History, m *Model, base []byte, cut, fault int64, v *verifier
 		}
 		r.close()
 	}
+	v.cov.Cancelled += r.m.cancelled.Swap(0)
 	return r.result(&v.cov)
 }
 
@@ -196,7 +197,17 @@ func (r *runner) do(a Action) bool {
 		rc := r.m.add(a.Sizes[0], false)
 		p := makePayload(rc.id, rc.size)
 		r.m.called(rc)
-		pos, err := r.l.Append(r.ctx, p)
+		ctx := r.ctx
+		if a.Cancel {
+			c, cancel := context.WithCancel(ctx)
+			cancel()
+			ctx = c
+		}
+		pos, err := r.l.Append(ctx, p)
+		if a.Cancel && errors.Is(err, context.Canceled) {
+			r.m.finished(rc, err)
+			return true
+		}
 		if err != nil {
 			r.m.finished(rc, err)
 			r.failed("Append", err)

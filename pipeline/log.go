@@ -9,6 +9,7 @@ import (
 
 	"github.com/ringlog/ringlog/device"
 	"github.com/ringlog/ringlog/internal/layout"
+	"github.com/ringlog/ringlog/internal/testhooks"
 	"github.com/ringlog/ringlog/stages"
 	"github.com/ringlog/ringlog/wal"
 )
@@ -191,7 +192,12 @@ func (l *Log) await(ctx context.Context, r *stages.Request) (uint64, error) {
 	case <-l.stopped:
 		return l.closedResult(&r.Waiter)
 	case <-ctx.Done():
-		if r.State.CompareAndSwap(stages.Waiting, stages.Cancelled) {
+		cancelled := r.State.CompareAndSwap(stages.Waiting, stages.Cancelled)
+		if !cancelled && testhooks.CancelPlaced.Load() {
+			r.Abandon()
+			return 0, ctx.Err()
+		}
+		if cancelled {
 			select {
 			case l.alloc.Poke <- struct{}{}:
 			default:

@@ -24,6 +24,10 @@ var (
 	// synced position even when the head is past it, where the next lap
 	// may have overwritten the frames.
 	WalkFromSynced atomic.Bool
+	// CancelPlaced makes an Append whose context ends report the context's
+	// error even when its request already has a position, and so will be
+	// written and may be durable.
+	CancelPlaced atomic.Bool
 	// ExactTail makes each group commit write the tail itself, not a
 	// bound ahead of it: a test can then count on every group writing to
 	// the journal.
