@@ -47,9 +47,11 @@ type Committer struct {
 	// After each group it releases, the committer has a mark asked for
 	// and submits the next group only once the mark has come back
 	// through the writer. The group's callers ask for it: the last one
-	// woken (FinishChain) sends the token, so that the allocator marks
-	// only once every caller of the group has had its turn, and those
-	// that append again at once join the next group. Without the wait
+	// woken (FinishChain) sends the token as it passes on, so that the
+	// allocator marks only once every caller of the group has had its
+	// turn; the allocator yields before it marks (Allocator.gather), so
+	// the last caller's own next append, made just after, joins too, as
+	// do the others that append again at once. Without the wait
 	// that group would be submitted with the first of them only, the rest
 	// would wait for its sync, and the callers would stay split in two
 	// groups for good, each paying a whole flush. Asked for by the
