@@ -28,8 +28,11 @@ var errInjected = errors.New("fuzz: injected I/O error")
 
 // recDev forwards to a device and remembers the kinds of the writes since
 // the last sync that succeeded. It can also fail one write or sync (the
-// failAt-th, counting from 1) with errInjected, doing nothing, as a disk
-// that reports an I/O error and goes on working.
+// failAt-th, counting from 1) with errInjected, as a disk that reports an
+// I/O error and goes on working. A failed sync does nothing; a failed write
+// lands some of its sectors first (none, some or all, chosen by failAt and
+// the offset), as a disk may before it gives up: the log must not trust
+// anything of a write that failed.
 type recDev struct {
 	device.Device
 	geo     layout.Geometry // zero for a bare journal
@@ -53,6 +56,7 @@ func (d *recDev) inject() bool {
 
 func (d *recDev) WriteAt(p []byte, off int64) (int, error) {
 	if d.inject() {
+		d.landSome(p, off)
 		return 0, errInjected
 	}
 	n, err := d.Device.WriteAt(p, off)
@@ -63,6 +67,32 @@ func (d *recDev) WriteAt(p []byte, off int64) (int, error) {
 		d.mu.Unlock()
 	}
 	return n, err
+}
+
+// landSome writes some sectors of a failed write, each as a write of its
+// own, so that a crash image may keep or drop each.
+func (d *recDev) landSome(p []byte, off int64) {
+	const sector = device.SectorSize
+	if len(p)%sector != 0 || off%sector != 0 {
+		return
+	}
+	x := uint64(d.failAt)*0x9e3779b97f4a7c15 ^ uint64(off)
+	mode := x % 4 // 0: none, 1: all, 2 and 3: a pattern
+	for i := 0; i < len(p)/sector; i++ {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		if mode == 0 || mode >= 2 && x%2 == 0 {
+			continue
+		}
+		q, at := p[i*sector:(i+1)*sector], off+int64(i*sector)
+		if _, err := d.Device.WriteAt(q, at); err == nil {
+			k := d.classify(q, at)
+			d.mu.Lock()
+			d.pending = append(d.pending, k)
+			d.mu.Unlock()
+		}
+	}
 }
 
 func (d *recDev) Sync() error {
