@@ -274,30 +274,7 @@ func TestCollectorFreesInSteps(t *testing.T) {
 	// While writers wait for space, a long pass makes the head durable and
 	// frees space every sixteenth of the area, so they do not wait for the
 	// whole pass.
-	mc := &mapChecker{garbage: map[uint64]bool{}}
-	r := newCollectorRig(t, mc, 0)
-	r.pub.Full.Store(true)
-	spec := make([]int, 40)
-	for i := range spec {
-		spec[i] = 1000 // stride 1056: 40 records are 42240 bytes
-	}
-	recs, end := layoutFrames(t, r, 0, spec)
-	r.pub.Durable.Store(end)
-	for _, p := range recs {
-		mc.set(p, true)
-	}
-	r.start(t)
-	if err := r.collect(t); err != nil {
-		t.Fatal(err)
-	}
-	var got []uint64
-	for {
-		v, ok := r.lastFreedOne()
-		if !ok {
-			break
-		}
-		got = append(got, v)
-	}
+	r, end, got, _, _ := longPass(t, true)
 	step := uint64(collectData / 16)
 	if len(got) < 2 || got[len(got)-1] != end {
 		t.Fatalf("freed %v, want several steps ending at %d", got, end)
@@ -317,11 +294,30 @@ func TestCollectorFreesInSteps(t *testing.T) {
 // With nobody waiting for space, a long pass commits the head once, at its
 // end: every head commit is a sync of its own.
 func TestCollectorOneHeadCommitPerPass(t *testing.T) {
+	r, end, got, commits, syncs := longPass(t, false)
+	if len(got) != 1 || got[0] != end {
+		t.Fatalf("freed %v, want [%d] alone", got, end)
+	}
+	if commits != 1 || syncs != 1 {
+		t.Fatalf("%d head commits and %d syncs for one pass, want 1 and 1", commits, syncs)
+	}
+	if h := r.headOnDevice(t); h.Head != end {
+		t.Fatalf("head on device %d, want %d", h.Head, end)
+	}
+}
+
+// longPass lays out 40 garbage records of 1000 bytes (stride 1056: 42240
+// bytes, more than two sixteenths of the area), runs one pass with
+// Published.Full set to full, and returns the rig, the records' end, every
+// head the pass freed in order, and the journal commits and syncs it made.
+func longPass(t *testing.T, full bool) (r *collectorRig, end uint64, freed []uint64, commits, syncs uint64) {
+	t.Helper()
 	mc := &mapChecker{garbage: map[uint64]bool{}}
-	r := newCollectorRig(t, mc, 0)
+	r = newCollectorRig(t, mc, 0)
+	r.pub.Full.Store(full)
 	spec := make([]int, 40)
 	for i := range spec {
-		spec[i] = 1000 // 42240 bytes: more than two sixteenths of the area
+		spec[i] = 1000
 	}
 	recs, end := layoutFrames(t, r, 0, spec)
 	r.pub.Durable.Store(end)
@@ -329,30 +325,19 @@ func TestCollectorOneHeadCommitPerPass(t *testing.T) {
 		mc.set(p, true)
 	}
 	r.start(t)
-	commits, syncs := r.j.Stats().Commits, r.j.Stats().Syncs
+	before := r.j.Stats()
 	if err := r.collect(t); err != nil {
 		t.Fatal(err)
 	}
-	var got []uint64
+	after := r.j.Stats()
 	for {
 		v, ok := r.lastFreedOne()
 		if !ok {
 			break
 		}
-		got = append(got, v)
+		freed = append(freed, v)
 	}
-	if len(got) != 1 || got[0] != end {
-		t.Fatalf("freed %v, want [%d] alone", got, end)
-	}
-	if n := r.j.Stats().Commits - commits; n != 1 {
-		t.Fatalf("%d head commits for one pass, want 1", n)
-	}
-	if n := r.j.Stats().Syncs - syncs; n != 1 {
-		t.Fatalf("%d syncs for one pass, want 1", n)
-	}
-	if h := r.headOnDevice(t); h.Head != end {
-		t.Fatalf("head on device %d, want %d", h.Head, end)
-	}
+	return r, end, freed, after.Commits - before.Commits, after.Syncs - before.Syncs
 }
 
 func (r *collectorRig) lastFreedOne() (uint64, bool) {
