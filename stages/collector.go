@@ -95,11 +95,11 @@ func (c *Collector) Run(quit <-chan struct{}) {
 	}
 }
 
-// pass advances the head as far as garbage and padding allow, and makes the
-// new head durable once, at the end: each head commit costs a sync of its
-// own, and a pass every sixteenth of the area made one sync in sixteen
-// group commits a head commit. Only while writers wait for space
-// (Published.Full) does it make the head durable and free space every
+// pass advances the head as far as garbage and padding allow and makes the
+// new head durable once, at the end: each head commit is a sync of its own
+// (committing every sixteenth of the area, with 64 writers of 4 KiB about
+// one sync in sixteen was a head commit). While writers wait for space
+// (Published.Full) it makes the head durable and frees space every
 // sixteenth of the area, so that they resume while a long pass is still
 // reading.
 func (c *Collector) pass() error {
