@@ -76,13 +76,11 @@ func (d *recDev) landSome(p []byte, off int64) {
 	if len(p)%sector != 0 || off%sector != 0 {
 		return
 	}
-	x := uint64(d.failAt)*0x9e3779b97f4a7c15 ^ uint64(off)
+	x := mix(uint64(d.failAt)<<32 ^ uint64(off))
 	mode := x % 4 // 0: none, 1: all, 2 and 3: a pattern
 	for i := 0; i < len(p)/sector; i++ {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		if mode == 0 || mode >= 2 && x%2 == 0 {
+		x = mix(x)
+		if mode == 0 || mode >= 2 && x>>7%2 == 0 {
 			continue
 		}
 		q, at := p[i*sector:(i+1)*sector], off+int64(i*sector)
@@ -93,6 +91,15 @@ func (d *recDev) landSome(p []byte, off int64) {
 			d.mu.Unlock()
 		}
 	}
+}
+
+// mix is splitmix64's finalizer: every bit of x moves every bit of the
+// result.
+func mix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 func (d *recDev) Sync() error {
@@ -164,6 +171,8 @@ type Coverage struct {
 	Parked        int64 // requests that waited for the collector to free space (all runs)
 	Faults        int64 // runs in which a write or sync failed (and the disk went on)
 	Cancelled     int64 // appends whose context ended before they were placed
+	CancelParked  int64 // ... of them, while waiting for space (ErrNoSpace)
+	CancelLost    int64 // appends whose context ended after they were placed: acknowledged
 }
 
 // count classifies one image: the unsynced writes and their outcomes.
@@ -231,4 +240,6 @@ func (c *Coverage) add(o Coverage) {
 	c.Parked += o.Parked
 	c.Faults += o.Faults
 	c.Cancelled += o.Cancelled
+	c.CancelLost += o.CancelLost
+	c.CancelParked += o.CancelParked
 }

@@ -25,6 +25,7 @@ func TestCrashExploration(t *testing.T) {
 	for name, n := range map[string]int64{
 		"group commits unsynced": c.GroupCommit, "torn writes": c.Torn,
 		"crashes mid-history": c.Reboots, "appends cancelled before placement": c.Cancelled,
+		"appends cancelled after placement": c.CancelLost, "failed writes": c.Faults,
 	} {
 		if n == 0 {
 			t.Errorf("no crash state with %s: %+v", name, c)

@@ -46,8 +46,11 @@ const (
 
 // Action is one thing a lane does.
 type Action struct {
-	Kind    ActionKind
-	Cancel  bool // Append: with a context that has already ended
+	Kind ActionKind
+	// Cancel, for an Append, ends its context: before the call if 1, else
+	// from another goroutine after Cancel-1 yields, racing the request's
+	// placement (and, on a full log, its wait for space).
+	Cancel  int
 	Sizes   []int
 	Perm    []int  // Reserve: the order the commits are started in
 	Discard []bool // Reserve: discard instead of committing
@@ -242,7 +245,7 @@ func genAction(s Source, h *History) Action {
 	case k == 19:
 		// Its request races the caller's cancellation: placed and then
 		// waited for, or taken back before it has a position.
-		return Action{Kind: ActAppend, Cancel: true, Sizes: []int{recordSize(s, h)}}
+		return Action{Kind: ActAppend, Cancel: 1 + s.Intn(5), Sizes: []int{recordSize(s, h)}}
 	case k < 12:
 		return Action{Kind: ActAppend, Sizes: []int{recordSize(s, h)}}
 	case k < 15:
@@ -298,8 +301,8 @@ func (h *History) String() string {
 				for _, a := range lane {
 					switch a.Kind {
 					case ActAppend:
-						if a.Cancel {
-							b.WriteString(" x")
+						if a.Cancel > 0 {
+							fmt.Fprintf(&b, " x%d", a.Cancel)
 						}
 						fmt.Fprintf(&b, " a%d", a.Sizes[0])
 					case ActReserve:

@@ -68,8 +68,9 @@ type Model struct {
 	budget     int64
 	problems   []string // found while the history ran
 	// cancelled counts the appends whose context ended before they were
-	// placed (Coverage.Cancelled).
-	cancelled atomic.Int64
+	// placed (Coverage.Cancelled), cancelParked those of them that waited
+	// for space, cancelLost those placed before their context ended.
+	cancelled, cancelParked, cancelLost atomic.Int64
 	// gate, while set, makes the checker call nothing garbage, so the log
 	// fills and appends wait; gateHit tells the lane that holds the gate
 	// that a collector pass found an append waiting. log is the log the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -118,6 +119,8 @@ func runHistory(h *History, m *Model, base []byte, cut, fault int64, v *verifier
 		r.close()
 	}
 	v.cov.Cancelled += r.m.cancelled.Swap(0)
+	v.cov.CancelLost += r.m.cancelLost.Swap(0)
+	v.cov.CancelParked += r.m.cancelParked.Swap(0)
 	return r.result(&v.cov)
 }
 
@@ -197,16 +200,18 @@ func (r *runner) do(a Action) bool {
 		rc := r.m.add(a.Sizes[0], false)
 		p := makePayload(rc.id, rc.size)
 		r.m.called(rc)
-		ctx := r.ctx
-		if a.Cancel {
-			c, cancel := context.WithCancel(ctx)
-			cancel()
-			ctx = c
-		}
+		ctx, stop := r.cancelling(a.Cancel)
 		pos, err := r.l.Append(ctx, p)
-		if a.Cancel && errors.Is(err, context.Canceled) {
+		stop()
+		if a.Cancel > 0 && errors.Is(err, context.Canceled) {
+			if errors.Is(err, pipeline.ErrNoSpace) {
+				r.m.cancelParked.Add(1)
+			}
 			r.m.finished(rc, err)
 			return true
+		}
+		if a.Cancel > 0 && err == nil {
+			r.m.cancelLost.Add(1)
 		}
 		if err != nil {
 			r.m.finished(rc, err)
@@ -229,6 +234,30 @@ func (r *runner) do(a Action) bool {
 		}
 		return true
 	}
+}
+
+// cancelling returns the context for an Append with Action.Cancel n, and
+// what to call once the Append has returned: with n 0 the runner's own; with
+// 1 one that has ended already; else one that another goroutine ends after
+// n-1 yields.
+func (r *runner) cancelling(n int) (context.Context, func()) {
+	if n == 0 {
+		return r.ctx, func() {}
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	if n == 1 {
+		cancel()
+		return ctx, func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range n - 1 {
+			runtime.Gosched()
+		}
+		cancel()
+	}()
+	return ctx, func() { <-done }
 }
 
 // reserve places len(a.Sizes) reservations, writes their payloads, then
