@@ -99,24 +99,54 @@ func reportLog(b *testing.B, rounds [][]roundResult, i int) {
 }
 
 // interleave runs the loops in turn, rounds times, and returns each round's
-// results in the order of loops. Each round starts one loop further on, so
-// that every loop follows each of the others equally often: what ran just
-// before moves the next loop by more than the differences measured here (a
-// raw loop right after another ran 12-15% slower than after the log or
-// after the two-thread loop, and one after the two-thread loop 3.5% slower
-// than after the log).
+// results in the order of loops. The order changes from round to round
+// (balanced: orders), so that within rounds every loop follows each of the
+// others equally often: what ran just before moves a loop by more than the
+// differences measured here (a raw loop right after another ran 12-15%
+// slower than after the log or after the two-thread loop, and one after the
+// two-thread loop 3.5% slower than after the log).
 func interleave(b *testing.B, loops ...loop) [][]roundResult {
 	b.Helper()
+	orders := balanced(len(loops))
 	var rounds [][]roundResult
 	for i := range *targetRounds {
 		r := make([]roundResult, len(loops))
-		for j := range loops {
-			k := (i + j) % len(loops)
+		for _, k := range orders[i%len(orders)] {
 			r[k] = loops[k](*targetRound)
 		}
 		rounds = append(rounds, r)
 	}
 	return rounds
+}
+
+// balanced returns orders of n loops in which every loop comes right after
+// each other one equally often (a Williams design: n orders for even n, 2n
+// for odd n, the second n reversed).
+func balanced(n int) [][]int {
+	first := make([]int, n)
+	for i, lo, hi := 1, 1, n-1; i < n; i++ {
+		if i%2 == 1 {
+			first[i], lo = lo, lo+1
+		} else {
+			first[i], hi = hi, hi-1
+		}
+	}
+	var orders [][]int
+	for r := range n {
+		o := make([]int, n)
+		for i, v := range first {
+			o[i] = (v + r) % n
+		}
+		orders = append(orders, o)
+	}
+	if n%2 == 1 {
+		for _, o := range orders[:n] {
+			rev := slices.Clone(o)
+			slices.Reverse(rev)
+			orders = append(orders, rev)
+		}
+	}
+	return orders
 }
 
 // report reports the median over rounds of f.
@@ -243,4 +273,34 @@ func result(ops, size int, elapsed time.Duration, lat []time.Duration) roundResu
 		r.p50 = lat[len(lat)/2]
 	}
 	return r
+}
+
+// TestBalancedOrders: in the orders BenchmarkTargets runs its loops in,
+// every loop comes right after each other one equally often.
+func TestBalancedOrders(t *testing.T) {
+	for n := 1; n <= 6; n++ {
+		orders := balanced(n)
+		after := map[[2]int]int{}
+		for _, o := range orders {
+			if s := slices.Sorted(slices.Values(o)); len(s) != n || n > 0 && (s[0] != 0 || s[n-1] != n-1 || len(slices.Compact(s)) != n) {
+				t.Fatalf("n=%d: order %v is not a permutation of 0..%d", n, o, n-1)
+			}
+			for i := 1; i < n; i++ {
+				after[[2]int{o[i-1], o[i]}]++
+			}
+		}
+		want := -1
+		for a := range n {
+			for b := range n {
+				if a == b {
+					continue
+				}
+				if got := after[[2]int{a, b}]; want < 0 {
+					want = got
+				} else if got != want || got == 0 {
+					t.Fatalf("n=%d: %d after %d %d times, others %d: %v", n, b, a, got, want, orders)
+				}
+			}
+		}
+	}
 }
