@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/ringlog/ringlog/internal/layout"
 	"github.com/ringlog/ringlog/wal"
@@ -59,6 +60,13 @@ type Committer struct {
 	// whenever the allocator got the other processor: groups of 64
 	// callers averaged about 53 records, and the rest waited a flush.
 	Marks chan<- struct{}
+	// MarkWait bounds that wait for the callers (0: DefaultMarkWait). Once
+	// it has passed since the group was released, the committer asks for
+	// the mark itself: the chain moves only as its callers get a processor
+	// (each runs its own code before the next does), and on a busy process
+	// one slow caller would otherwise hold back every other writer's next
+	// group.
+	MarkWait time.Duration
 
 	Journal  *wal.Journal
 	Geo      layout.Geometry
@@ -87,8 +95,12 @@ type Committer struct {
 	spare   []*tailFlight
 	failed  error
 	marking bool // a mark was asked for and has not come back
-	buf     [layout.StateLen]byte
-	onIdle  func() // tests: called each time Run is about to wait
+	// markTimer, while markDue, runs for the mark being waited for
+	// (MarkWait).
+	markTimer *time.Timer
+	markDue   bool
+	buf       [layout.StateLen]byte
+	onIdle    func() // tests: called each time Run is about to wait
 }
 
 // tailFlight is one group between the submission of its transaction and
@@ -156,14 +168,49 @@ func (c *Committer) Run(quit <-chan struct{}) {
 		if c.onIdle != nil {
 			c.onIdle()
 		}
+		var late <-chan time.Time
+		if c.markDue {
+			late = c.markTimer.C
+		}
 		select {
 		case x := <-c.In:
 			c.push(x)
 		case <-oldest:
 			c.release()
+		case <-late:
+			c.markDue = false
+			signal(c.Marks) // the callers' token, if it comes, adds a mark
 		case <-quit:
 			return
 		}
+	}
+}
+
+// DefaultMarkWait is Committer.MarkWait's default: some twenty times what
+// waking 64 callers one after another takes.
+const DefaultMarkWait = time.Millisecond
+
+// awaitMark starts the wait for the mark the next group needs.
+func (c *Committer) awaitMark() {
+	c.marking = true
+	wait := c.MarkWait
+	if wait <= 0 {
+		wait = DefaultMarkWait
+	}
+	if c.markTimer == nil {
+		c.markTimer = time.NewTimer(wait)
+	} else {
+		c.markTimer.Reset(wait)
+	}
+	c.markDue = true
+}
+
+// markCame ends the wait for a mark.
+func (c *Committer) markCame() {
+	c.marking = false
+	if c.markDue {
+		c.markTimer.Stop()
+		c.markDue = false
 	}
 }
 
@@ -187,7 +234,7 @@ func (c *Committer) push(x Completion) {
 		c.fail(x.Err)
 	}
 	if x.Mark {
-		c.marking = false
+		c.markCame()
 		if x.Start == x.End && len(x.Waiters) == 0 && x.Err == nil {
 			return
 		}
@@ -234,6 +281,7 @@ func (c *Committer) signalIdle() {
 // the groups in flight get their real outcome; completions not yet
 // submitted get ErrClosed.
 func (c *Committer) closeAll() {
+	c.markCame()
 	for len(c.flights) > 0 {
 		<-c.flights[0].tx.Done()
 		c.release()
@@ -381,7 +429,7 @@ func (c *Committer) durableGroup(f *tailFlight) {
 	c.synced = append(c.synced, f)
 	if c.Marks != nil {
 		f.mark = true
-		c.marking = true
+		c.awaitMark()
 	}
 }
 

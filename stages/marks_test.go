@@ -3,6 +3,7 @@ package stages_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/ringlog/ringlog/device"
 	"github.com/ringlog/ringlog/stages"
@@ -170,5 +171,32 @@ func TestCommitterInlineSyncFailure(t *testing.T) {
 	}
 	if d := r.pub.Durable.Load(); d != 100 {
 		t.Fatalf("durable %d after the failed sync, want 100", d)
+	}
+}
+
+// TestCommitterMarkWaitBound: a group's last caller that does not get to
+// run does not hold the next group back for ever: once MarkWait has passed
+// the committer asks for the mark itself.
+func TestCommitterMarkWaitBound(t *testing.T) {
+	geo := testGeo(16 << 10)
+	marks := make(chan struct{}, 1)
+	r := newCommitterRig(t, device.NewMem(geo.Size), 0, func(c *stages.Committer) {
+		c.Depth, c.Marks, c.Ahead, c.MarkWait = 1, marks, 4096, time.Millisecond
+	})
+	defer r.stop()
+	w1, w2 := stages.NewWaiter(), stages.NewWaiter()
+	w2.Pos = 100
+	r.c.In <- stages.Completion{Start: 0, End: 200, Waiters: []*stages.Waiter{w1, w2}}
+	waitDone(t, w1, "the first caller") // it passes on to w2, whose owner does not run yet
+	recv(t, marks, "the mark the committer asks for once MarkWait has passed")
+	waitDone(t, w2, "the last caller")
+	// The callers' own token still comes: one mark more, one group less full.
+	recv(t, marks, "the last caller's token")
+	// The mark coming back ends the wait: the next group commits.
+	w3 := r.send(200, 300, nil)
+	r.c.In <- stages.Completion{Start: 300, End: 300, Mark: true}
+	waitDone(t, w3, "the next group")
+	if w3.Err != nil {
+		t.Fatal(w3.Err)
 	}
 }
