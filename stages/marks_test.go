@@ -73,7 +73,8 @@ func TestCommitterOneGroupPerMark(t *testing.T) {
 	marks := make(chan struct{}, 1)
 	states := make(chan stages.CommitterState, 1024)
 	r := newCommitterRig(t, dev, 0, func(c *stages.Committer) {
-		c.Depth, c.Marks, c.Ahead = 1, marks, 4096
+		// The callers alone ask for marks here, however slow the test.
+		c.Depth, c.Marks, c.Ahead, c.MarkWait = 1, marks, 4096, time.Hour
 		stages.OnCommitterIdle(c, func(s stages.CommitterState) {
 			select {
 			case states <- s:
@@ -151,7 +152,7 @@ func TestCommitterInlineSyncFailure(t *testing.T) {
 	geo := testGeo(16 << 10)
 	f := device.NewFaulty(device.NewMem(geo.Size))
 	marks := make(chan struct{}, 1)
-	r := newCommitterRig(t, f, 0, func(c *stages.Committer) { c.Depth, c.Marks, c.Ahead = 1, marks, 4096 })
+	r := newCommitterRig(t, f, 0, func(c *stages.Committer) { c.Depth, c.Marks, c.Ahead, c.MarkWait = 1, marks, 4096, time.Hour })
 	defer r.stop()
 	w := r.send(0, 100, nil)
 	waitDone(t, w, "first group")
