@@ -8,13 +8,13 @@ CRASHSTATES ?= 1000000
 SHORTCRASH  ?= 20000
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all test vet race crashtest-short fuzz-short fuzz crashtest demo bench bench-micro perf lint fmt
+.PHONY: all test vet race planted crashtest-short fuzz-short fuzz crashtest demo bench bench-micro perf lint fmt
 
 all: test
 
 ## test: vet, race-enabled tests, a short crash exploration and a short
 ## fuzz/property pass (what CI runs)
-test: vet race crashtest-short fuzz-short
+test: vet race planted crashtest-short fuzz-short
 
 vet:
 	$(GO) vet ./...
@@ -22,6 +22,11 @@ vet:
 
 race:
 	$(GO) test -race -count=1 ./...
+
+## planted: the crash checker catches each planted bug (fuzz.TestPlantedBugs,
+## built without the race detector)
+planted:
+	$(GO) test -count=1 -run TestPlantedBugs ./fuzz/
 
 ## crashtest: deterministic crash-state exploration (seeded histories, power
 ## cuts, crash images, recovery checked against every invariant); prints

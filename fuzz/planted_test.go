@@ -1,3 +1,12 @@
+// Built without the race detector only (make test runs it so, as target
+// planted): which history catches a planted bug depends on goroutine
+// interleaving, and under the detector, where a crash state costs some 8 ms
+// instead of half of one, WalkFromSynced took from 4,852 to about 38,000 of
+// its 50,000 states. The plants test the checker's power, which the race
+// detector adds nothing to.
+
+//go:build !race
+
 package fuzz
 
 import (
