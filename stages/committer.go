@@ -52,10 +52,10 @@ type Committer struct {
 	// allocator marks only once every caller of the group has had its
 	// turn; the allocator yields before it marks (Allocator.gather), so
 	// the last caller's own next append, made just after, joins too, as
-	// do the others that append again at once. Without the wait
-	// that group would be submitted with the first of them only, the rest
-	// would wait for its sync, and the callers would stay split in two
-	// groups for good, each paying a whole flush. Asked for by the
+	// do the others that append again at once. Without the wait that
+	// group would be submitted with the first of them only, the rest would
+	// wait for its sync, and the callers would stay split in two groups
+	// for good, each paying a whole flush. Asked for by the
 	// committer itself, the mark came while the chain was still running
 	// whenever the allocator got the other processor: groups of 64
 	// callers averaged about 53 records, and the rest waited a flush.
@@ -110,7 +110,6 @@ type tailFlight struct {
 	group   []*Waiter
 	end     uint64
 	records uint64
-	mark    bool // its callers ask for the next mark (Marks)
 }
 
 // NewCommitter returns a committer whose durable tail is tail, the last
@@ -428,7 +427,6 @@ func (c *Committer) durableGroup(f *tailFlight) {
 	c.Pub.Groups.Add(1)
 	c.synced = append(c.synced, f)
 	if c.Marks != nil {
-		f.mark = true
 		c.awaitMark()
 	}
 }
@@ -436,11 +434,9 @@ func (c *Committer) durableGroup(f *tailFlight) {
 // wake finishes the waiters of every released group.
 func (c *Committer) wake() {
 	for i, f := range c.synced {
-		var marks chan<- struct{}
-		if f.mark {
-			marks = c.Marks
-		}
-		FinishChain(f.group, nil, marks)
+		// With Marks, every released group's callers ask for the next
+		// mark (durableGroup is the only way into synced).
+		FinishChain(f.group, nil, c.Marks)
 		c.reuse(f)
 		c.synced[i] = nil
 	}
@@ -459,7 +455,7 @@ func (c *Committer) finish(f *tailFlight, err error) {
 // keeps it for the next group; its tx stays for BeginWith.
 func (c *Committer) reuse(f *tailFlight) {
 	clear(f.group)
-	f.group, f.records, f.end, f.mark = f.group[:0], 0, 0, false
+	f.group, f.records, f.end = f.group[:0], 0, 0
 	c.spare = append(c.spare, f)
 }
 
