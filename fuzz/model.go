@@ -154,7 +154,6 @@ func (m *Model) finished(r *rec, err error) {
 		// The API's promise: a context error means the request never had
 		// a position, so its bytes were never written.
 		r.state = stCancelled
-		m.cancelled.Add(1)
 	default:
 		r.state = stFailed
 	}

@@ -204,6 +204,7 @@ func (r *runner) do(a Action) bool {
 		pos, err := r.l.Append(ctx, p)
 		stop()
 		if a.Cancel > 0 && errors.Is(err, context.Canceled) {
+			r.m.cancelled.Add(1)
 			if errors.Is(err, pipeline.ErrNoSpace) {
 				r.m.cancelParked.Add(1)
 			}
