@@ -2,6 +2,7 @@ package fuzz
 
 import (
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 
@@ -76,11 +77,10 @@ func (d *recDev) landSome(p []byte, off int64) {
 	if len(p)%sector != 0 || off%sector != 0 {
 		return
 	}
-	x := mix(uint64(d.failAt)<<32 ^ uint64(off))
-	mode := x % 4 // 0: none, 1: all, 2 and 3: a pattern
+	r := rand.New(rand.NewPCG(uint64(d.failAt), uint64(off)))
+	mode := r.IntN(4) // 0: none, 1: all, 2 and 3: a pattern
 	for i := 0; i < len(p)/sector; i++ {
-		x = mix(x)
-		if mode == 0 || mode >= 2 && x>>7%2 == 0 {
+		if mode == 0 || mode >= 2 && r.IntN(2) == 0 {
 			continue
 		}
 		q, at := p[i*sector:(i+1)*sector], off+int64(i*sector)
@@ -91,15 +91,6 @@ func (d *recDev) landSome(p []byte, off int64) {
 			d.mu.Unlock()
 		}
 	}
-}
-
-// mix is splitmix64's finalizer: every bit of x moves every bit of the
-// result.
-func mix(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
-	x = (x ^ x>>27) * 0x94d049bb133111eb
-	return x ^ x>>31
 }
 
 func (d *recDev) Sync() error {
