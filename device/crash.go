@@ -191,26 +191,33 @@ func (c *Crash) ImageFor(choice []int) []byte {
 // three; a torn write that spans sectors keeps a prefix or, as often, any
 // other pattern of its sectors.
 func (c *Crash) Image(rng *rand.Rand) []byte {
-	choices := c.Choices()
+	return c.ImageFor(RandomOutcomes(c.Choices(), rng.IntN))
+}
+
+// RandomOutcomes draws an outcome, for ImageFor, for every unsynced write
+// with the numbers of choices Choices returned: dropped, landed whole or
+// torn with equal odds, a torn write that spans sectors keeping a prefix
+// or, as often, any other pattern of them (Scattered). intn(k) returns a
+// number in [0, k): a seeded source makes the draw reproducible.
+func RandomOutcomes(choices []int, intn func(int) int) []int {
 	pick := make([]int, len(choices))
 	for i, n := range choices {
-		switch rng.IntN(3) {
+		switch intn(3) {
 		case 0:
-			pick[i] = 0
 		case 1:
 			pick[i] = 1
 		default:
 			switch {
-			case n > 2 && rng.IntN(2) == 0:
-				pick[i] = Scattered(n, rng.Uint64())
+			case n > 2 && intn(2) == 0:
+				pick[i] = Scattered(n, uint64(intn(1<<30)))
 			case n > 2:
-				pick[i] = 2 + rng.IntN(n-2)
+				pick[i] = 2 + intn(n-2)
 			default:
-				pick[i] = rng.IntN(2)
+				pick[i] = intn(2)
 			}
 		}
 	}
-	return c.ImageFor(pick)
+	return pick
 }
 
 // Scattered returns an outcome, for ImageFor, of a write with n choices

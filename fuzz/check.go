@@ -325,7 +325,7 @@ func (v *verifier) image(img []byte, label string, expect *logView, depth int) {
 		} else if !c3.PowerCut() {
 			v.violation(label, "Open with a power cut after %d ops: %v (and the power was not cut)", k, err)
 		}
-		img3 := c3.ImageFor(randomChoice(v.src, c3.Choices()))
+		img3 := c3.ImageFor(device.RandomOutcomes(c3.Choices(), v.src.Intn))
 		v.image(img3, fmt.Sprintf("%s, then a power cut %d ops into recovery", label, k), &view, depth+1)
 	}
 }
@@ -334,7 +334,7 @@ func (v *verifier) image(img []byte, label string, expect *logView, depth int) {
 // Close) left behind, recovers it and checks that it holds the log want,
 // extra (the records the checker appended) included.
 func (v *verifier) again(crash *device.Crash, label string, want logView, extra map[uint64]uint64) {
-	ch := randomChoice(v.src, crash.Choices())
+	ch := device.RandomOutcomes(crash.Choices(), v.src.Intn)
 	crash2 := device.NewCrashFrom(crash.ImageFor(ch))
 	dev2 := wrapDev(crash2, v.h.BlockSize)
 	l2, err := pipeline.Open(dev2, v.cfg)

@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+
+	"github.com/ringlog/ringlog/device"
 )
 
 // Options configure Explore.
@@ -260,7 +262,7 @@ func pickChoices(s Source, choices []int, n int) [][]int {
 	}
 	out = append(out, all, make([]int, len(choices)))
 	for len(out) < n {
-		out = append(out, randomChoice(s, choices))
+		out = append(out, device.RandomOutcomes(choices, s.Intn))
 	}
 	return out
 }

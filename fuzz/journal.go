@@ -474,7 +474,7 @@ func (v *journalVerifier) image(img []byte, label string, want []byte, depth int
 	if err := j.Close(); err != nil {
 		v.violation(label, "Close after recovery: %v", err)
 	}
-	ch2 := randomChoice(v.src, crash.Choices())
+	ch2 := device.RandomOutcomes(crash.Choices(), v.src.Intn)
 	crash2 := device.NewCrashFrom(crash.ImageFor(ch2))
 	dev2 := wrapDev(crash2, v.h.BlockSize)
 	if j2, err := wal.Open(dev2, 0, v.h.JournalSize, v.h.opts()); err != nil {
@@ -495,7 +495,7 @@ func (v *journalVerifier) image(img []byte, label string, want []byte, depth int
 		} else if !c3.PowerCut() {
 			v.violation(label, "Open with a power cut after %d ops: %v (and the power was not cut)", k, err)
 		}
-		img3 := c3.ImageFor(randomChoice(v.src, c3.Choices()))
+		img3 := c3.ImageFor(device.RandomOutcomes(c3.Choices(), v.src.Intn))
 		v.image(img3, fmt.Sprintf("%s, then a power cut %d ops into recovery", label, k), home, depth+1)
 	}
 }

@@ -63,7 +63,7 @@ func (m *machine) open(open func() error) error {
 // seed picks.
 func (m *machine) reboot(seed uint64, close func()) {
 	src := newRNG(seed, uint64(m.cut)+1)
-	img := m.crash.ImageFor(randomChoice(src, m.crash.Choices()))
+	img := m.crash.ImageFor(device.RandomOutcomes(m.crash.Choices(), src.Intn))
 	used := m.used + m.crash.Ops()
 	close()
 	m.used = used

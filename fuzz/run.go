@@ -434,27 +434,3 @@ func (r *runner) recovered(when string) {
 	}
 	r.m.recovered(present)
 }
-
-// randomChoice picks an outcome for every unsynced write: dropped, landed
-// or torn, with equal odds, as device.Crash.Image does.
-func randomChoice(s Source, choices []int) []int {
-	pick := make([]int, len(choices))
-	for i, n := range choices {
-		switch s.Intn(3) {
-		case 0:
-		case 1:
-			pick[i] = 1
-		default:
-			switch {
-			case n > 2 && s.Intn(2) == 0:
-				// Torn in any pattern, not only a prefix.
-				pick[i] = device.Scattered(n, uint64(s.Intn(1<<30)))
-			case n > 2:
-				pick[i] = 2 + s.Intn(n-2)
-			default:
-				pick[i] = s.Intn(2)
-			}
-		}
-	}
-	return pick
-}
