@@ -63,7 +63,7 @@ bench-micro:
 
 ## perf: ringlog's performance goals as ratios to the raw device, each
 ## measured with the raw loop and the log interleaved round by round on one
-## file, 9 rounds (pipeline BenchmarkTargets; about a minute)
+## file, 12 rounds in a balanced order (pipeline BenchmarkTargets; about a minute)
 perf:
 	$(GO) test -run '^$$' -bench Targets -benchtime 1x ./pipeline/ -targets.rounds 12
 
