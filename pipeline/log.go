@@ -111,6 +111,10 @@ func start(dev device.Device, j *wal.Journal, f formatted, cfg Config, t layout.
 	}
 	l.collector = stages.NewCollector(j, stages.FrameReader{Dev: dev, Geo: f.geo}, checker, f.id, interval, h.Gen, h.Head, l.alloc.Freed, &l.pub)
 	l.collector.Pressure = pressure
+	if _, ok := checker.(stages.PositionChecker); ok {
+		frames := stages.NewFrameRuns(f.geo)
+		l.alloc.Frames, l.collector.Frames = frames, frames
+	}
 	l.collector.OnFail = l.committer.OnFail // a failed head commit fails the journal
 	for _, run := range []func(<-chan struct{}){l.alloc.Run, l.writer.Run, l.committer.Run, l.collector.Run} {
 		l.wg.Add(1)

@@ -22,6 +22,8 @@ type Allocator struct {
 	Marks    chan struct{}
 	Out      chan<- Item // to the writer
 	Pressure chan<- struct{}
+	// Frames, if set, gets the frames placed, as runs.
+	Frames *FrameRuns
 
 	Geo       layout.Geometry
 	BlockSize uint64 // alignment of reservations
@@ -35,6 +37,7 @@ type Allocator struct {
 	queue      []*Request
 	parked     int        // queue[:parked] are marked Parked
 	spare      []*Request // backing array the queue restarts on when empty
+	run        FrameRun   // placed frames not yet sent on Frames
 }
 
 // NewAllocator returns an allocator whose log holds [head, tail).
@@ -171,6 +174,9 @@ func (a *Allocator) place(quit <-chan struct{}) bool {
 			return false
 		}
 		a.tail = pos + stride
+		if !reserve {
+			a.hint(pos, stride, false)
+		}
 		a.pop()
 		if a.tail-a.head > size/4*3 {
 			// Wake the collector before anyone has to wait for space.
@@ -202,6 +208,7 @@ func (a *Allocator) pad(to uint64, quit <-chan struct{}) bool {
 			return false
 		}
 		a.Pub.Padding.Add(n)
+		a.hint(a.tail, n, true)
 		a.tail += n
 	}
 	return true

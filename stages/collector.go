@@ -35,8 +35,10 @@ type CollectRequest struct {
 }
 
 // Collector reclaims space at the head. It walks frames from the head to the
-// durable tail, reading their headers itself, skips padding, asks the
-// checker about each record, and stops at the first live one. It persists
+// durable tail, reading their headers itself (or, with a PositionChecker,
+// taking their sizes from the allocator's FrameRuns where it can), skips
+// padding, asks the checker about each record, and stops at the first live
+// one. It persists
 // the new head through the journal before telling the allocator, so space is
 // never reused while a crash could still bring back the old head.
 type Collector struct {
@@ -55,11 +57,17 @@ type Collector struct {
 	// no space will ever be freed and the log must stop taking writes.
 	OnFail func(error)
 
-	gen  uint64 // generation of the last head record
-	head uint64
-	buf  [layout.StateLen]byte
-	tx   *wal.Tx // reused for every head record
-	quit <-chan struct{}
+	// Frames, if set, brings the frames the allocator placed: with a
+	// PositionChecker the collector then reads none of them.
+	Frames *FrameRuns
+
+	runs  []FrameRun // runs[first:] are not yet behind the walk
+	first int
+	gen   uint64 // generation of the last head record
+	head  uint64
+	buf   [layout.StateLen]byte
+	tx    *wal.Tx // reused for every head record
+	quit  <-chan struct{}
 }
 
 // NewCollector returns a collector whose durable head is head, the last
@@ -89,6 +97,8 @@ func (c *Collector) Run(quit <-chan struct{}) {
 			c.pass()
 		case <-t.C:
 			c.pass()
+		case <-c.framesHalf():
+			c.takeRuns()
 		case <-quit:
 			return
 		}
@@ -108,6 +118,7 @@ func (c *Collector) pass() error {
 	c.Reader.Limit = durable
 	step := uint64(c.Reader.Geo.DataSize / 16)
 	pc, byPos := c.Checker.(PositionChecker)
+	c.takeRuns()
 	cur := c.head
 	yielded := cur
 	var collected uint64
@@ -118,9 +129,12 @@ func (c *Collector) pass() error {
 			payload []byte
 			err     error
 		)
-		if byPos {
+		switch stride, pad, known := c.known(cur); {
+		case byPos && known:
+			h = knownHeader(cur, stride, pad)
+		case byPos:
 			h, err = c.Reader.Header(cur)
-		} else {
+		default:
 			h, payload, err = c.Reader.Read(cur)
 		}
 		if err != nil {
@@ -164,6 +178,15 @@ func (c *Collector) pass() error {
 		return err
 	}
 	return stop
+}
+
+// knownHeader stands for the header of a frame the allocator placed: all
+// the walk asks of it is its kind and stride.
+func knownHeader(pos, stride uint64, pad bool) layout.Header {
+	if pad {
+		return layout.Header{Pos: pos, Kind: layout.KindPadding, Length: uint32(stride)}
+	}
+	return layout.Header{Pos: pos, Kind: layout.KindRecord, DataOff: layout.HeaderLen, Length: uint32(stride - layout.HeaderLen)}
 }
 
 // advance makes head durable through the journal, then frees the space.

@@ -16,3 +16,10 @@ func OnCommitterIdle(c *Committer, report func(CommitterState)) {
 		report(CommitterState{Pending: len(c.pending), Flights: len(c.flights), Marking: c.marking, Groups: c.Pub.Groups.Load()})
 	}
 }
+
+// Runs is the channel of f, for tests to read what an allocator sent or to
+// send what a collector should take.
+func (f *FrameRuns) Runs() chan FrameRun { return f.c }
+
+// Half is f's signal that its channel is half full.
+func (f *FrameRuns) Half() <-chan struct{} { return f.half }
