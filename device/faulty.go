@@ -41,6 +41,11 @@ type Fault struct {
 	N      int64
 	Err    error
 	Sticky bool
+	// Land, for a write, is how many of its first bytes reach the device
+	// before it fails, rounded down to whole blocks: a write that fails
+	// part way (EIO at a later sector, ENOSPC) leaves them behind, and
+	// WriteAt reports them as written along with the error. 0 lands none.
+	Land int
 }
 
 // Faulty wraps a Device and fails chosen operations.
@@ -49,7 +54,8 @@ type Fault struct {
 // dirty pages are dropped, so every write since the last successful Sync is
 // undone on the wrapped device (as if it never reached the medium), and the
 // next Sync succeeds unless another fault says otherwise. A failed write
-// changes nothing.
+// changes nothing but the blocks its Fault lands, which a failed Sync undoes
+// too.
 //
 // On Linux some of those writes may have reached the medium all the same.
 // Over a Crash device the undo is itself a set of pending writes, so a crash
@@ -83,28 +89,29 @@ func (f *Faulty) Count(op Op) int64 {
 	return f.counts[op]
 }
 
-// fault counts one operation and returns the error to inject, if any.
-func (f *Faulty) fault(op Op) error {
+// fault counts one operation and returns the fault to inject, if any,
+// with its error set.
+func (f *Faulty) fault(op Op) (Fault, bool) {
 	f.counts[op]++
 	n := f.counts[op]
 	for _, ft := range f.faults {
 		if ft.Op == op && (n == ft.N || (ft.Sticky && n > ft.N)) {
 			if ft.Err == nil {
-				return EIO
+				ft.Err = EIO
 			}
-			return ft.Err
+			return ft, true
 		}
 	}
-	return nil
+	return Fault{}, false
 }
 
 // ReadAt implements io.ReaderAt.
 func (f *Faulty) ReadAt(p []byte, off int64) (int, error) {
 	f.mu.Lock()
-	err := f.fault(OpRead)
+	ft, failed := f.fault(OpRead)
 	f.mu.Unlock()
-	if err != nil {
-		return 0, &FaultError{Op: OpRead, Off: off, Err: err}
+	if failed {
+		return 0, &FaultError{Op: OpRead, Off: off, Err: ft.Err}
 	}
 	return f.inner.ReadAt(p, off)
 }
@@ -113,9 +120,22 @@ func (f *Faulty) ReadAt(p []byte, off int64) (int, error) {
 func (f *Faulty) WriteAt(p []byte, off int64) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.fault(OpWrite); err != nil {
-		return 0, &FaultError{Op: OpWrite, Off: off, Err: err}
+	if ft, failed := f.fault(OpWrite); failed {
+		bs := f.inner.BlockSize()
+		n := min(ft.Land, len(p)) / bs * bs
+		if n > 0 {
+			if _, err := f.write(p[:n], off); err != nil {
+				return 0, err
+			}
+		}
+		return n, &FaultError{Op: OpWrite, Off: off, Err: ft.Err}
 	}
+	return f.write(p, off)
+}
+
+// write writes p through, keeping what it overwrites for a failed Sync to
+// restore.
+func (f *Faulty) write(p []byte, off int64) (int, error) {
 	old := make([]byte, len(p))
 	if _, err := f.inner.ReadAt(old, off); err == nil {
 		f.undo = append(f.undo, pendingWrite{off: off, data: old})
@@ -128,12 +148,12 @@ func (f *Faulty) WriteAt(p []byte, off int64) (int, error) {
 func (f *Faulty) Sync() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.fault(OpSync); err != nil {
+	if ft, failed := f.fault(OpSync); failed {
 		for i := len(f.undo) - 1; i >= 0; i-- {
 			f.inner.WriteAt(f.undo[i].data, f.undo[i].off)
 		}
 		f.undo = nil
-		return &FaultError{Op: OpSync, Off: -1, Err: err}
+		return &FaultError{Op: OpSync, Off: -1, Err: ft.Err}
 	}
 	if err := f.inner.Sync(); err != nil {
 		return err

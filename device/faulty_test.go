@@ -275,3 +275,28 @@ func TestFaultyPassThrough(t *testing.T) {
 		t.Fatalf("Sync after Close = %v; want the wrapped device's ErrClosed", err)
 	}
 }
+
+// A failed write with Land leaves its first whole blocks on the device and
+// reports them written; a failed Sync undoes them with the rest.
+func TestFaultyPartialWrite(t *testing.T) {
+	for _, c := range []struct{ land, want int }{{0, 0}, {511, 0}, {512, 512}, {1300, 1024}, {4096, 1536}} {
+		t.Run(fmt.Sprintf("land=%d", c.land), func(t *testing.T) {
+			mem := device.NewMem(4096)
+			before := mem.Bytes()
+			f := device.NewFaulty(mem, device.Fault{Op: device.OpWrite, N: 1, Err: device.ENOSPC, Land: c.land})
+			p := pattern(1536, 1)
+			n, err := f.WriteAt(p, 1024)
+			checkInjected(t, err, device.OpWrite, syscall.ENOSPC)
+			if n != c.want {
+				t.Fatalf("WriteAt reported %d bytes written, want %d", n, c.want)
+			}
+			want := bytes.Clone(before)
+			copy(want[1024:], p[:c.want])
+			mustEqual(t, "device after the failed write", mem.Bytes(), want)
+
+			f.Inject(device.Fault{Op: device.OpSync, N: 1})
+			checkInjected(t, f.Sync(), device.OpSync, syscall.EIO)
+			mustEqual(t, "device after a failed sync", mem.Bytes(), before)
+		})
+	}
+}

@@ -157,18 +157,26 @@ func (r *faultRig) reopen(t *testing.T) *pipeline.Log {
 	return l
 }
 
+// TestFailedDataWriteFailsLog fails the writer's data write, landing none,
+// some or all of its blocks first: every append waiting on it fails, and
+// after a reopen the acknowledged records are all there, with no frame the
+// failed write tore.
 func TestFailedDataWriteFailsLog(t *testing.T) {
-	r := newFaultRig(t)
-	// The log is idle: its next write is the writer's data write.
-	r.f.Inject(device.Fault{Op: device.OpWrite, N: r.f.Count(device.OpWrite) + 1})
-	for i, err := range r.concurrentAppends(guardCtx(t), 8) {
-		expectFailed(t, fmt.Sprintf("append %d waiting on the failed write", i), err)
-		if !errors.Is(err, syscall.EIO) || !device.IsInjected(err) {
-			t.Fatalf("append %d: %v does not carry the device error", i, err)
-		}
+	for _, land := range []int{0, 512, 2048, 1 << 20} {
+		t.Run(fmt.Sprintf("land=%d", land), func(t *testing.T) {
+			r := newFaultRig(t)
+			// The log is idle: its next write is the writer's data write.
+			r.f.Inject(device.Fault{Op: device.OpWrite, N: r.f.Count(device.OpWrite) + 1, Land: land})
+			for i, err := range r.concurrentAppends(guardCtx(t), 8) {
+				expectFailed(t, fmt.Sprintf("append %d waiting on the failed write", i), err)
+				if !errors.Is(err, syscall.EIO) || !device.IsInjected(err) {
+					t.Fatalf("append %d: %v does not carry the device error", i, err)
+				}
+			}
+			r.refuses(t)
+			r.reopen(t)
+		})
 	}
-	r.refuses(t)
-	r.reopen(t)
 }
 
 func TestFailedSyncFailsLog(t *testing.T) {
