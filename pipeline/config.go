@@ -78,11 +78,13 @@ type GarbageChecker interface {
 
 // PositionChecker is an optional interface of a GarbageChecker whose answer
 // depends on the position alone (an index that maps keys to positions knows
-// which positions are stale). The collector then reads no payloads, and no
-// frames at all that this Log appended since Open: their sizes come from
-// the allocator. Only frames from before Open, reservations, and the last
-// few hundred KiB appended are read, by their headers. Under a steady
-// overwrite load that removes a second full read of every byte written.
+// which positions are stale). The collector then reads no payloads, and of
+// the records this Log appended since Open it learns the sizes from the
+// allocator instead of the device: where records come in runs of one size
+// it reads almost nothing back, instead of every byte written. Records
+// whose sizes change from one to the next it learns only in part (about
+// 16k of them at a time) and reads the rest, as it reads reservations and
+// whatever was written before Open.
 type PositionChecker interface {
 	IsGarbageAt(pos Position) (bool, error)
 }

@@ -35,8 +35,8 @@ type CollectRequest struct {
 }
 
 // Collector reclaims space at the head. It walks frames from the head to the
-// durable tail, reading their headers itself (or, with a PositionChecker,
-// taking their sizes from the allocator's FrameRuns where it can), skips
+// durable tail, reading their headers itself (with a PositionChecker,
+// only where the allocator's FrameRuns do not say what they are), skips
 // padding, asks the checker about each record, and stops at the first live
 // one. It persists
 // the new head through the journal before telling the allocator, so space is

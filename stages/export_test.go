@@ -23,3 +23,12 @@ func (f *FrameRuns) Runs() chan FrameRun { return f.c }
 
 // Half is f's signal that its channel is half full.
 func (f *FrameRuns) Half() <-chan struct{} { return f.half }
+
+// MaxRuns is how many runs a collector keeps.
+const MaxRuns = maxRuns
+
+// TakeRuns has c take the runs sent to it.
+func TakeRuns(c *Collector) { c.takeRuns() }
+
+// RunsKept is how many runs c keeps.
+func RunsKept(c *Collector) int { return len(c.runs) - c.first }

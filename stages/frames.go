@@ -16,16 +16,22 @@ func (f FrameRun) End() uint64 { return f.Start + f.Stride*f.Count }
 //
 // The collector of a log whose checker decides by position needs only the
 // kind and size of each frame, and of the frames this process placed the
-// allocator knew both: with the runs the collector reads none of them.
-// Without, it read every byte (reading ahead copies the payloads too, and
-// a header read per frame costs more): as many bytes read as written, from
-// the page cache, or with O_DIRECT from the device itself.
+// allocator knew both. Without the runs the collector read every byte
+// written back (reading ahead copies the payloads too, and a header read
+// per frame costs more), from the page cache, or with O_DIRECT from the
+// device itself.
+//
+// Runs save most where records come in runs of one size: a single size is
+// one run per runBytes, and the collector reads only the run the allocator
+// still holds. Of records whose sizes change from one to the next, each is
+// a run of its own; the collector keeps maxRuns of them, the allocator
+// drops those the channel has no room for, and the collector reads what
+// they would have covered.
 //
 // The collector trusts a run as it trusts the allocator: below the durable
 // tail every frame is on the device as placed. What no run covers it reads:
 // frames placed before Open, reservations (their headers are the callers'
-// to commit), the run the allocator is still building, and runs dropped
-// because the collector's list was full.
+// to commit), the run the allocator is still building, and runs dropped.
 type FrameRuns struct {
 	c    chan FrameRun
 	half chan struct{} // capacity 1: c is half full, the collector should take
@@ -122,7 +128,8 @@ func (c *Collector) takeRuns() {
 }
 
 // known returns the stride of the frame at pos and whether it is padding,
-// if a run covers pos. Positions only grow from call to call.
+// if a run covers pos. Runs behind pos are discarded: a pass that starts
+// behind where the last one ended (after a failed head commit) reads.
 func (c *Collector) known(pos uint64) (stride uint64, pad, ok bool) {
 	for {
 		for c.first < len(c.runs) && c.runs[c.first].End() <= pos {
