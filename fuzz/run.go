@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ringlog/ringlog/device"
+	"github.com/ringlog/ringlog/internal/testhooks"
 	"github.com/ringlog/ringlog/pipeline"
 )
 
@@ -78,6 +79,8 @@ type runner struct {
 // goes on working): the log must fail, refuse writes until it is reopened,
 // and lose nothing it acknowledged.
 func runHistory(h *History, m *Model, base []byte, cut, fault int64, v *verifier) runResult {
+	// Every frame run the collector is told is checked against the device.
+	testhooks.CheckRuns.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), stallTimeout)
 	defer cancel()
 	r := &runner{h: h, m: m, ctx: ctx, verify: v,

@@ -132,6 +132,9 @@ func (c *Collector) pass() error {
 		switch stride, pad, known := c.known(cur); {
 		case byPos && known:
 			h = knownHeader(cur, stride, pad)
+			if testhooks.CheckRuns.Load() {
+				c.checkRun(h)
+			}
 		case byPos:
 			h, err = c.Reader.Header(cur)
 		default:

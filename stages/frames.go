@@ -1,6 +1,10 @@
 package stages
 
-import "github.com/ringlog/ringlog/internal/layout"
+import (
+	"fmt"
+
+	"github.com/ringlog/ringlog/internal/layout"
+)
 
 // FrameRun describes frames the allocator placed: Count frames of Stride
 // bytes from Start, all padding markers (Pad) or all appended records.
@@ -149,4 +153,13 @@ func (c *Collector) known(pos uint64) (stride uint64, pad, ok bool) {
 		return 0, false, false // placed before Open, a reservation, or its run was dropped
 	}
 	return r.Stride, r.Pad, true
+}
+
+// checkRun compares what a run said of a frame with the device
+// (testhooks.CheckRuns). A read that fails proves nothing either way.
+func (c *Collector) checkRun(h layout.Header) {
+	d, err := c.Reader.Header(h.Pos)
+	if err == nil && (d.Kind != h.Kind || d.Stride() != h.Stride()) {
+		panic(fmt.Sprintf("stages: a frame run says kind %d, %d bytes at position %d; the device says kind %d, %d bytes", h.Kind, h.Stride(), h.Pos, d.Kind, d.Stride()))
+	}
 }

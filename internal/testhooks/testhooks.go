@@ -32,6 +32,10 @@ var (
 	// bound ahead of it: a test can then count on every group writing to
 	// the journal.
 	ExactTail atomic.Bool
+	// CheckRuns makes the collector read each frame an allocator's run
+	// describes (stages.FrameRuns) and panic if the device says otherwise:
+	// tests and the crash checker turn it on to verify every run they see.
+	CheckRuns atomic.Bool
 	// SyncHandled, if set when a journal opens, is called by that
 	// journal's committer each time it has dealt with a returned sync: the
 	// moment a test waits for before it lets the next sync return, when
