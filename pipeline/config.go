@@ -80,11 +80,11 @@ type GarbageChecker interface {
 // depends on the position alone (an index that maps keys to positions knows
 // which positions are stale). The collector then reads no payloads, and of
 // the records this Log appended since Open it learns the sizes from the
-// allocator instead of the device: where records come in runs of one size
-// it reads almost nothing back, instead of every byte written. Records
-// whose sizes change from one to the next it learns only in part (about
-// 16k of them at a time) and reads the rest, as it reads reservations and
-// whatever was written before Open.
+// allocator instead of the device: it reads almost nothing back, instead
+// of every byte written. It keeps the sizes in about a byte per small
+// record, up to a MiB (a million records of mixed sizes; records of one
+// size take next to nothing), and reads what they do not cover, as it
+// reads reservations and whatever was written before Open.
 type PositionChecker interface {
 	IsGarbageAt(pos Position) (bool, error)
 }

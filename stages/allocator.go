@@ -35,9 +35,10 @@ type Allocator struct {
 
 	head, tail uint64
 	queue      []*Request
-	parked     int        // queue[:parked] are marked Parked
-	spare      []*Request // backing array the queue restarts on when empty
-	run        FrameRun   // placed frames not yet sent on Frames
+	parked     int         // queue[:parked] are marked Parked
+	spare      []*Request  // backing array the queue restarts on when empty
+	batch      *FrameBatch // placed frames not yet sent on Frames
+	run        FrameRun    // the batch's last run, not yet encoded
 }
 
 // NewAllocator returns an allocator whose log holds [head, tail).

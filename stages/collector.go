@@ -36,7 +36,7 @@ type CollectRequest struct {
 
 // Collector reclaims space at the head. It walks frames from the head to the
 // durable tail, reading their headers itself (with a PositionChecker,
-// only where the allocator's FrameRuns do not say what they are), skips
+// only where the allocator's FrameBatches do not say what they are), skips
 // padding, asks the checker about each record, and stops at the first live
 // one. It persists
 // the new head through the journal before telling the allocator, so space is
@@ -58,16 +58,15 @@ type Collector struct {
 	OnFail func(error)
 
 	// Frames, if set, brings the frames the allocator placed: with a
-	// PositionChecker the collector then reads none of them.
+	// PositionChecker the collector then reads none it is told of.
 	Frames *FrameRuns
 
-	runs  []FrameRun // runs[first:] are not yet behind the walk
-	first int
-	gen   uint64 // generation of the last head record
-	head  uint64
-	buf   [layout.StateLen]byte
-	tx    *wal.Tx // reused for every head record
-	quit  <-chan struct{}
+	frames frameCursor
+	gen    uint64 // generation of the last head record
+	head   uint64
+	buf    [layout.StateLen]byte
+	tx     *wal.Tx // reused for every head record
+	quit   <-chan struct{}
 }
 
 // NewCollector returns a collector whose durable head is head, the last

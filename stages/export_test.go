@@ -17,18 +17,52 @@ func OnCommitterIdle(c *Committer, report func(CommitterState)) {
 	}
 }
 
-// Runs is the channel of f, for tests to read what an allocator sent or to
-// send what a collector should take.
-func (f *FrameRuns) Runs() chan FrameRun { return f.c }
+// Batches is the channel of f, for tests to read what an allocator sent or
+// to send what a collector should take.
+func (f *FrameRuns) Batches() chan *FrameBatch { return f.c }
 
 // Half is f's signal that its channel is half full.
 func (f *FrameRuns) Half() <-chan struct{} { return f.half }
 
-// MaxRuns is how many runs a collector keeps.
-const MaxRuns = maxRuns
+// Runs decodes b.
+func (b *FrameBatch) Runs() []FrameRun {
+	var rs []FrameRun
+	pos := b.Start
+	for off := 0; off < len(b.codes); {
+		var r FrameRun
+		r.Stride, r.Pad, r.Count, off = b.run(off)
+		r.Start = pos
+		pos = r.End()
+		rs = append(rs, r)
+	}
+	if pos != b.End {
+		panic("frame batch runs end before End")
+	}
+	return rs
+}
 
-// TakeRuns has c take the runs sent to it.
+// BatchOf encodes runs, each of which starts where the one before ends.
+func BatchOf(runs ...FrameRun) *FrameBatch {
+	b := &FrameBatch{Start: runs[0].Start, End: runs[0].Start}
+	for _, r := range runs {
+		if r.Start != b.End {
+			panic("BatchOf: runs with a gap")
+		}
+		b.appendRun(r.Stride, r.Pad, r.Count)
+		b.End = r.End()
+	}
+	return b
+}
+
+// Frame-batch limits, for tests.
+const (
+	BatchesCap = batchesCap
+	MaxKept    = maxKept
+	BatchCost  = batchCost
+)
+
+// TakeRuns has c take the batches sent to it.
 func TakeRuns(c *Collector) { c.takeRuns() }
 
-// RunsKept is how many runs c keeps.
-func RunsKept(c *Collector) int { return len(c.runs) - c.first }
+// Kept is what c's batches cost (MaxKept).
+func Kept(c *Collector) int { return c.frames.kept }

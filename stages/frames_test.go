@@ -2,6 +2,7 @@ package stages_test
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -23,26 +24,27 @@ func newFramesRig(t *testing.T, size int64, tail uint64) (*allocRig, *stages.Fra
 	return r, f
 }
 
-func expectRun(t *testing.T, f *stages.FrameRuns, want stages.FrameRun) {
+func expectBatch(t *testing.T, f *stages.FrameRuns, want ...stages.FrameRun) {
 	t.Helper()
-	if got := recv(t, f.Runs(), "a frame run"); got != want {
-		t.Fatalf("run %+v, want %+v", got, want)
+	b := recv(t, f.Batches(), "a frame batch")
+	if got := b.Runs(); !slices.Equal(got, want) {
+		t.Fatalf("batch [%d, %d) of runs %+v, want %+v", b.Start, b.End, got, want)
 	}
 }
 
-func expectNoRun(t *testing.T, f *stages.FrameRuns) {
+func expectNoBatch(t *testing.T, f *stages.FrameRuns) {
 	t.Helper()
 	select {
-	case got := <-f.Runs():
-		t.Fatalf("unexpected run %+v", got)
+	case b := <-f.Batches():
+		t.Fatalf("unexpected batch %+v", b.Runs())
 	default:
 	}
 }
 
-// The allocator joins neighbouring frames of one kind and size into a run
-// and sends it once the next frame differs; padding gets runs of its own
-// and a reservation none.
-func TestAllocatorSendsFrameRuns(t *testing.T) {
+// The allocator describes the frames it places one after another in a
+// batch, as runs of one kind and size (padding too), and sends the batch
+// when a reservation, which no batch describes, comes between.
+func TestAllocatorSendsFrameBatches(t *testing.T) {
 	lap := uint64(3 * allocSize)
 	start := lap - 64 - 3*160
 	r, f := newFramesRig(t, allocSize, start)
@@ -53,27 +55,33 @@ func TestAllocatorSendsFrameRuns(t *testing.T) {
 	r.a.In <- appendReq(100) // does not fit in the lap's last 64 bytes
 	r.expectItem(t, stages.ItemPad, lap-64, 64)
 	r.expectItem(t, stages.ItemRecord, lap, 160)
-	expectRun(t, f, stages.FrameRun{Start: start, Stride: 160, Count: 3})
-	expectRun(t, f, stages.FrameRun{Start: lap - 64, Stride: 64, Count: 1, Pad: true})
-
 	r.a.In <- reserveReq(100) // aligned to a block: padding first
 	r.expectItem(t, stages.ItemPad, lap+160, 352)
 	r.expectItem(t, stages.ItemHole, lap+512, 1024)
-	expectRun(t, f, stages.FrameRun{Start: lap, Stride: 160, Count: 1})
 	r.a.In <- appendReq(0)
 	r.expectItem(t, stages.ItemRecord, lap+1536, 32)
-	expectRun(t, f, stages.FrameRun{Start: lap + 160, Stride: 352, Count: 1, Pad: true})
+	expectBatch(t, f,
+		stages.FrameRun{Start: start, Stride: 160, Count: 3},
+		stages.FrameRun{Start: lap - 64, Stride: 64, Count: 1, Pad: true},
+		stages.FrameRun{Start: lap, Stride: 160, Count: 1},
+		stages.FrameRun{Start: lap + 160, Stride: 352, Count: 1, Pad: true})
 	r.a.In <- appendReq(64)
 	r.expectItem(t, stages.ItemRecord, lap+1568, 96)
-	// The record after the reservation starts a run: the hole is not in
-	// one, so the collector reads the reservation's header itself.
-	expectRun(t, f, stages.FrameRun{Start: lap + 1536, Stride: 32, Count: 1})
-	expectNoRun(t, f)
+	r.a.In <- reserveReq(0)
+	r.expectItem(t, stages.ItemPad, lap+1664, 384)
+	r.expectItem(t, stages.ItemHole, lap+2048, 512)
+	r.a.In <- appendReq(0)
+	r.expectItem(t, stages.ItemRecord, lap+2560, 32)
+	expectBatch(t, f,
+		stages.FrameRun{Start: lap + 1536, Stride: 32, Count: 1},
+		stages.FrameRun{Start: lap + 1568, Stride: 96, Count: 1},
+		stages.FrameRun{Start: lap + 1664, Stride: 384, Count: 1, Pad: true})
+	expectNoBatch(t, f) // the last record's batch is still being built
 }
 
-// A run of one size is sent once it covers 256 KiB, so that the collector
-// knows all but the last stretch of a log whose records never change size.
-func TestAllocatorSendsLongRuns(t *testing.T) {
+// A batch is sent once it covers 256 KiB, so that the collector knows all
+// but the last stretch of a log that never reserves.
+func TestAllocatorSendsLongBatches(t *testing.T) {
 	r, f := newFramesRig(t, 1<<20, 0)
 	const stride = 4096 + layout.HeaderLen
 	n := (256<<10 + stride - 1) / stride
@@ -81,39 +89,59 @@ func TestAllocatorSendsLongRuns(t *testing.T) {
 		r.a.In <- appendReq(4096)
 		r.item(t)
 	}
-	expectRun(t, f, stages.FrameRun{Start: 0, Stride: stride, Count: uint64(n)})
-	expectNoRun(t, f)
+	expectBatch(t, f, stages.FrameRun{Start: 0, Stride: stride, Count: uint64(n)})
+	expectNoBatch(t, f)
 }
 
-const frameRunsHalf = 512 // half of the room in FrameRuns
-
-// Half a channel of runs the collector has not taken signals it to take
-// them, before the allocator would have to drop any.
-func TestAllocatorSignalsHalfFullRuns(t *testing.T) {
+// Records whose sizes change from one to the next cost a byte each while
+// they are small: a batch is sent once it encodes 4 KiB.
+func TestAllocatorBatchesMixedSizes(t *testing.T) {
 	r, f := newFramesRig(t, 1<<20, 0)
-	select {
-	case <-f.Half():
-		t.Fatal("signalled before any run")
-	default:
-	}
-	for i := range 2048 {
-		r.a.In <- appendReq(32 * (i % 2)) // strides alternate: a run each
+	var want []stages.FrameRun
+	pos := uint64(0)
+	// A run is encoded once the next frame differs: the 4097th encodes the
+	// 4096th, and the batch goes with both.
+	for i := range 4097 {
+		n := 32 * (i % 3) // strides 32, 64, 96 in turn
+		r.a.In <- appendReq(n)
 		r.item(t)
-		// The allocator sends a record's run after its item: the count
-		// read here may lag one run behind the signal.
+		want = append(want, stages.FrameRun{Start: pos, Stride: uint64(n) + 32, Count: 1})
+		pos += uint64(n) + 32
+	}
+	expectBatch(t, f, want...)
+	expectNoBatch(t, f)
+}
+
+// Half a channel of batches the collector has not taken signals it to take
+// them, before the allocator would have to drop any.
+func TestAllocatorSignalsHalfFullBatches(t *testing.T) {
+	r, f := newFramesRig(t, 1<<20, 0)
+	half := stages.BatchesCap / 2
+	for range 2 * half {
+		// A reservation after each record ends its batch.
+		r.a.In <- appendReq(0)
+		if it := r.item(t); it.Kind != stages.ItemRecord {
+			t.Fatalf("item %+v, want a record", it)
+		}
+		r.a.In <- reserveReq(0)
+		if it := r.item(t); it.Kind == stages.ItemPad {
+			r.item(t)
+		}
+		// The allocator sends a batch only once the next record comes, so
+		// the count read here may lag one behind the signal.
 		select {
 		case <-f.Half():
-			if n := len(f.Runs()); n < frameRunsHalf {
-				t.Fatalf("signalled at %d runs, want %d", n, frameRunsHalf)
+			if n := len(f.Batches()); n < half {
+				t.Fatalf("signalled at %d batches, want %d", n, half)
 			}
 			return
 		default:
 		}
-		if n := len(f.Runs()); n > frameRunsHalf+1 {
-			t.Fatalf("no signal with %d runs waiting", n)
+		if n := len(f.Batches()); n > half+1 {
+			t.Fatalf("no signal with %d batches waiting", n)
 		}
 	}
-	t.Fatalf("no signal with %d runs waiting", len(f.Runs()))
+	t.Fatalf("no signal with %d batches waiting", len(f.Batches()))
 }
 
 // uncheckedRuns turns testhooks.CheckRuns off for a test that counts the
@@ -134,15 +162,15 @@ func (d *countDev) ReadAt(p []byte, off int64) (int, error) {
 	return d.Device.ReadAt(p, off)
 }
 
-// Told the frames by runs, a collector with a position checker reads none
-// of them; of frames no run covers it reads the headers as before. Either
-// way it asks about the same records and stops at the same place.
-func TestCollectorReadsNoFrameARunCovers(t *testing.T) {
+// Told the frames by batches, a collector with a position checker reads
+// none of them; of frames no batch covers it reads the headers as before.
+// Either way it asks about the same records and stops at the same place.
+func TestCollectorReadsNoFrameABatchCovers(t *testing.T) {
 	uncheckedRuns(t)
 	spec := []int{10, -96, 200, 0, -64, 50, 70, 3000}
 	for _, c := range []struct {
 		name     string
-		drop     []int // frames (indexes into spec) no run covers
+		drop     []int // frames (indexes into spec) no batch covers
 		wantRead bool
 	}{
 		{"all", nil, false},
@@ -158,20 +186,27 @@ func TestCollectorReadsNoFrameARunCovers(t *testing.T) {
 			r.c.Reader.Dev = dev
 			r.c.Frames = stages.NewFrameRuns(r.geo)
 			recs, end := layoutFrames(t, r, start, spec)
-			pos, dropped := start, map[int]bool{}
-			for _, i := range c.drop {
-				dropped[i] = true
+			var runs []stages.FrameRun // the batch being built
+			send := func() {
+				if len(runs) > 0 {
+					r.c.Frames.Batches() <- stages.BatchOf(runs...)
+					runs = nil
+				}
 			}
+			pos := start
 			for i, n := range spec {
 				stride := uint64(-n)
 				if n >= 0 {
 					stride = layout.RoundUp(layout.HeaderLen+uint64(n), layout.HeaderLen)
 				}
-				if !dropped[i] {
-					r.c.Frames.Runs() <- stages.FrameRun{Start: pos, Stride: stride, Count: 1, Pad: n < 0}
+				if slices.Contains(c.drop, i) {
+					send()
+				} else {
+					runs = append(runs, stages.FrameRun{Start: pos, Stride: stride, Count: 1, Pad: n < 0})
 				}
 				pos += stride
 			}
+			send()
 			live := recs[5]
 			for _, p := range recs {
 				mc.set(p, p != live)
@@ -201,10 +236,45 @@ func TestCollectorReadsNoFrameARunCovers(t *testing.T) {
 	}
 }
 
-// Runs of one kind and size are joined only where one ends as the next
-// starts: across a frame no run covers (a reservation, a run dropped) they
-// stay apart, and the collector reads that frame.
-func TestCollectorJoinsOnlyAdjacentRuns(t *testing.T) {
+// Runs of many frames are walked frame by frame: the collector stops at a
+// live record inside one and resumes there.
+func TestCollectorStopsInsideARun(t *testing.T) {
+	uncheckedRuns(t)
+	mc := &mapChecker{garbage: map[uint64]bool{}}
+	start := uint64(collectData - 512)
+	r := newCollectorRig(t, posChecker{mc}, start)
+	dev := &countDev{Device: r.dev}
+	r.c.Reader.Dev = dev
+	r.c.Frames = stages.NewFrameRuns(r.geo)
+	recs, end := layoutFrames(t, r, start, []int{96, 96, 96, 96, -128, 0, 0, 0})
+	r.c.Frames.Batches() <- stages.BatchOf(
+		stages.FrameRun{Start: start, Stride: 128, Count: 4},
+		stages.FrameRun{Start: start + 512, Stride: 128, Count: 1, Pad: true},
+		stages.FrameRun{Start: start + 640, Stride: 32, Count: 3})
+	for _, p := range recs {
+		mc.set(p, p != recs[2] && p != recs[5])
+	}
+	r.pub.Durable.Store(end)
+	r.start(t)
+	for i, stop := range []int{2, 5} {
+		if err := r.collect(t); err != nil {
+			t.Fatal(err)
+		}
+		r.expectHead(t, recs[stop], uint64(2+i))
+		mc.set(recs[stop], true)
+	}
+	if err := r.collect(t); err != nil {
+		t.Fatal(err)
+	}
+	r.expectHead(t, end, 4)
+	if n := dev.read.Load(); n > 0 {
+		t.Fatalf("read %d bytes", n)
+	}
+}
+
+// Between two batches, even of records of one size, the collector reads:
+// the frame there is none the batches describe.
+func TestCollectorReadsBetweenBatches(t *testing.T) {
 	uncheckedRuns(t)
 	mc := &mapChecker{garbage: map[uint64]bool{}}
 	start := uint64(2*collectData + 1024)
@@ -213,8 +283,8 @@ func TestCollectorJoinsOnlyAdjacentRuns(t *testing.T) {
 	r.c.Reader.Dev = dev
 	r.c.Frames = stages.NewFrameRuns(r.geo)
 	recs, end := layoutFrames(t, r, start, []int{100, 300, 100})
-	r.c.Frames.Runs() <- stages.FrameRun{Start: recs[0], Stride: 160, Count: 1}
-	r.c.Frames.Runs() <- stages.FrameRun{Start: recs[2], Stride: 160, Count: 1}
+	r.c.Frames.Batches() <- stages.BatchOf(stages.FrameRun{Start: recs[0], Stride: 160, Count: 1})
+	r.c.Frames.Batches() <- stages.BatchOf(stages.FrameRun{Start: recs[2], Stride: 160, Count: 1})
 	for _, p := range recs {
 		mc.set(p, true)
 	}
@@ -228,24 +298,25 @@ func TestCollectorJoinsOnlyAdjacentRuns(t *testing.T) {
 		t.Fatalf("checker asked about %v, want %v", calls, recs)
 	}
 	if dev.read.Load() == 0 {
-		t.Fatal("the frame between the runs was not read")
+		t.Fatal("the frame between the batches was not read")
 	}
 }
 
-// A collector keeps at most maxRuns runs, however many the allocator sends.
-func TestCollectorKeepsBoundedRuns(t *testing.T) {
+// A collector keeps batches up to MaxKept, however many the allocator
+// sends, and frees what it kept as its walk passes them.
+func TestCollectorKeepsBoundedBatches(t *testing.T) {
 	r := newCollectorRig(t, posChecker{&mapChecker{garbage: map[uint64]bool{}}}, 0)
 	r.c.Frames = stages.NewFrameRuns(r.geo)
+	per := stages.BatchCost + 1 // a batch of one run of one small record
 	pos := uint64(0)
-	for range 2 * stages.MaxRuns / frameRunsHalf {
-		for range frameRunsHalf {
-			// A gap after each run keeps them apart.
-			r.c.Frames.Runs() <- stages.FrameRun{Start: pos, Stride: 32, Count: 1}
-			pos += 64
+	for range 2 * stages.MaxKept / per / stages.BatchesCap {
+		for range stages.BatchesCap {
+			r.c.Frames.Batches() <- stages.BatchOf(stages.FrameRun{Start: pos, Stride: 32, Count: 1})
+			pos += 64 // a gap after each
 		}
 		stages.TakeRuns(r.c)
 	}
-	if n := stages.RunsKept(r.c); n != stages.MaxRuns {
-		t.Fatalf("collector keeps %d runs, want %d", n, stages.MaxRuns)
+	if n := stages.Kept(r.c); n > stages.MaxKept || n < stages.MaxKept-per {
+		t.Fatalf("collector keeps batches costing %d, want %d", n, stages.MaxKept/per*per)
 	}
 }
