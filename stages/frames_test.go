@@ -162,11 +162,33 @@ func (d *countDev) ReadAt(p []byte, off int64) (int, error) {
 	return d.Device.ReadAt(p, off)
 }
 
+// batchRig is a collector with a position checker, told of frames by
+// batches, on a device that counts what it reads, with spec's frames laid
+// out from start (layoutFrames). It runs with CheckRuns off.
+type batchRig struct {
+	*collectorRig
+	mc   *mapChecker
+	dev  *countDev
+	recs []uint64
+	end  uint64
+}
+
+func newBatchRig(t *testing.T, start uint64, spec []int) *batchRig {
+	t.Helper()
+	uncheckedRuns(t)
+	mc := &mapChecker{garbage: map[uint64]bool{}}
+	r := &batchRig{collectorRig: newCollectorRig(t, posChecker{mc}, start), mc: mc}
+	r.dev = &countDev{Device: r.collectorRig.dev}
+	r.c.Reader.Dev = r.dev
+	r.c.Frames = stages.NewFrameRuns(r.geo)
+	r.recs, r.end = layoutFrames(t, r.collectorRig, start, spec)
+	return r
+}
+
 // Told the frames by batches, a collector with a position checker reads
 // none of them; of frames no batch covers it reads the headers as before.
 // Either way it asks about the same records and stops at the same place.
 func TestCollectorReadsNoFrameABatchCovers(t *testing.T) {
-	uncheckedRuns(t)
 	spec := []int{10, -96, 200, 0, -64, 50, 70, 3000}
 	for _, c := range []struct {
 		name     string
@@ -179,13 +201,9 @@ func TestCollectorReadsNoFrameABatchCovers(t *testing.T) {
 		{"none", []int{0, 1, 2, 3, 4, 5, 6, 7}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			mc := &mapChecker{garbage: map[uint64]bool{}}
 			start := uint64(2*collectData + 1024)
-			r := newCollectorRig(t, posChecker{mc}, start)
-			dev := &countDev{Device: r.dev}
-			r.c.Reader.Dev = dev
-			r.c.Frames = stages.NewFrameRuns(r.geo)
-			recs, end := layoutFrames(t, r, start, spec)
+			r := newBatchRig(t, start, spec)
+			mc, dev, recs, end := r.mc, r.dev, r.recs, r.end
 			var runs []stages.FrameRun // the batch being built
 			send := func() {
 				if len(runs) > 0 {
@@ -239,14 +257,9 @@ func TestCollectorReadsNoFrameABatchCovers(t *testing.T) {
 // Runs of many frames are walked frame by frame: the collector stops at a
 // live record inside one and resumes there.
 func TestCollectorStopsInsideARun(t *testing.T) {
-	uncheckedRuns(t)
-	mc := &mapChecker{garbage: map[uint64]bool{}}
 	start := uint64(collectData - 512)
-	r := newCollectorRig(t, posChecker{mc}, start)
-	dev := &countDev{Device: r.dev}
-	r.c.Reader.Dev = dev
-	r.c.Frames = stages.NewFrameRuns(r.geo)
-	recs, end := layoutFrames(t, r, start, []int{96, 96, 96, 96, -128, 0, 0, 0})
+	r := newBatchRig(t, start, []int{96, 96, 96, 96, -128, 0, 0, 0})
+	mc, dev, recs, end := r.mc, r.dev, r.recs, r.end
 	r.c.Frames.Batches() <- stages.BatchOf(
 		stages.FrameRun{Start: start, Stride: 128, Count: 4},
 		stages.FrameRun{Start: start + 512, Stride: 128, Count: 1, Pad: true},
@@ -275,14 +288,8 @@ func TestCollectorStopsInsideARun(t *testing.T) {
 // Between two batches, even of records of one size, the collector reads:
 // the frame there is none the batches describe.
 func TestCollectorReadsBetweenBatches(t *testing.T) {
-	uncheckedRuns(t)
-	mc := &mapChecker{garbage: map[uint64]bool{}}
-	start := uint64(2*collectData + 1024)
-	r := newCollectorRig(t, posChecker{mc}, start)
-	dev := &countDev{Device: r.dev}
-	r.c.Reader.Dev = dev
-	r.c.Frames = stages.NewFrameRuns(r.geo)
-	recs, end := layoutFrames(t, r, start, []int{100, 300, 100})
+	r := newBatchRig(t, uint64(2*collectData+1024), []int{100, 300, 100})
+	mc, dev, recs, end := r.mc, r.dev, r.recs, r.end
 	r.c.Frames.Batches() <- stages.BatchOf(stages.FrameRun{Start: recs[0], Stride: 160, Count: 1})
 	r.c.Frames.Batches() <- stages.BatchOf(stages.FrameRun{Start: recs[2], Stride: 160, Count: 1})
 	for _, p := range recs {
