@@ -22,7 +22,7 @@ func (d *readCounter) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // With a PositionChecker, the collector learns the frames this Log placed
-// from its allocator: of 1.5 MiB of records of one size, or of 22k small
+// from its allocator: of 1.5 MiB of records of one size, or of 35k small
 // ones whose sizes change from each to the next, it reads at most the batch
 // the allocator still holds (256 KiB). After a reopen the same frames are
 // unknown, and it reads them all.
@@ -35,7 +35,7 @@ func TestCollectReadsNoFrameItPlaced(t *testing.T) {
 		written int
 	}{
 		{"one size", func(int) int { return 4096 }, 3 << 19},
-		// Some 22k frames of 32 to 160 bytes.
+		// 34,664 records of 1 to 120 bytes (frames of 64 to 160).
 		{"mixed sizes", func(i int) int { return 1 + i*37%120 }, 2 << 20},
 	} {
 		t.Run(c.name, func(t *testing.T) {

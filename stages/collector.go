@@ -61,12 +61,13 @@ type Collector struct {
 	// PositionChecker the collector then reads none it is told of.
 	Frames *FrameRuns
 
-	frames frameCursor
-	gen    uint64 // generation of the last head record
-	head   uint64
-	buf    [layout.StateLen]byte
-	tx     *wal.Tx // reused for every head record
-	quit   <-chan struct{}
+	frames   frameCursor
+	runCheck *FrameReader // testhooks.CheckRuns
+	gen      uint64       // generation of the last head record
+	head     uint64
+	buf      [layout.StateLen]byte
+	tx       *wal.Tx // reused for every head record
+	quit     <-chan struct{}
 }
 
 // NewCollector returns a collector whose durable head is head, the last

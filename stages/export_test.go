@@ -66,3 +66,15 @@ func TakeRuns(c *Collector) { c.takeRuns() }
 
 // Kept is what c's batches cost (MaxKept).
 func Kept(c *Collector) int { return c.frames.kept }
+
+// WithRoom gives b's codes room for n bytes, as a batch the allocator grew.
+func WithRoom(b *FrameBatch, n int) *FrameBatch {
+	b.codes = append(make([]byte, 0, n), b.codes...)
+	return b
+}
+
+// Known is c.known.
+func Known(c *Collector, pos uint64) (stride uint64, pad, ok bool) { return c.known(pos) }
+
+// KeptBatches is how many batches c keeps.
+func KeptBatches(c *Collector) int { return len(c.frames.batches) - c.frames.first }

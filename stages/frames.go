@@ -3,6 +3,7 @@ package stages
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/ringlog/ringlog/internal/layout"
 )
@@ -89,9 +90,10 @@ const (
 	batchesCap = 256
 	// batchCodes is the most a batch encodes before it is sent.
 	batchCodes = 4 << 10
-	// maxKept bounds what a collector keeps, counting each batch as its
-	// codes and batchCost: a collector held up by a live record keeps the
-	// batches of what was placed after it, up to this, and reads the rest.
+	// maxKept bounds the memory a collector keeps batches in, counting
+	// each as the capacity of its codes and batchCost: a collector held up
+	// by a live record keeps the batches of what was placed after it, up
+	// to this, and reads the rest.
 	maxKept   = 1 << 20
 	batchCost = 64
 )
@@ -123,7 +125,7 @@ func (a *Allocator) hint(pos, stride uint64, pad bool) {
 		case b = <-a.Frames.free:
 			b.codes = b.codes[:0]
 		default:
-			b = &FrameBatch{codes: make([]byte, 0, batchCodes+2*binary.MaxVarintLen64)}
+			b = &FrameBatch{codes: make([]byte, 0, 64)}
 		}
 		b.Start = pos
 		a.batch = b
@@ -197,7 +199,12 @@ func (c *Collector) takeRuns() {
 	for {
 		select {
 		case b := <-c.Frames.c:
-			cost := len(b.codes) + batchCost
+			if cap(b.codes) > len(b.codes)+batchCost {
+				// Kept for long, perhaps: keep no more memory than the
+				// codes need.
+				b.codes = slices.Clone(b.codes)
+			}
+			cost := cap(b.codes) + batchCost
 			if k.kept+cost > maxKept {
 				c.recycle(b)
 				continue
@@ -219,7 +226,7 @@ func (c *Collector) drop() {
 	b := k.batches[k.first]
 	k.batches[k.first] = nil
 	k.first++
-	k.kept -= len(b.codes) + batchCost
+	k.kept -= cap(b.codes) + batchCost
 	c.recycle(b)
 	if k.first < len(k.batches) {
 		k.off, k.pos, k.left = 0, k.batches[k.first].Start, 0
@@ -275,9 +282,14 @@ func (c *Collector) known(pos uint64) (stride uint64, pad, ok bool) {
 }
 
 // checkRun compares what a batch said of a frame with the device
-// (testhooks.CheckRuns). A read that fails proves nothing either way.
+// (testhooks.CheckRuns). A read that fails proves nothing either way. It
+// reads with a reader of its own, so that the walk's reader is left as it
+// would be without the check.
 func (c *Collector) checkRun(h layout.Header) {
-	d, err := c.Reader.Header(h.Pos)
+	if c.runCheck == nil {
+		c.runCheck = &FrameReader{Dev: c.Reader.Dev, Geo: c.Reader.Geo}
+	}
+	d, err := c.runCheck.Header(h.Pos)
 	if err == nil && (d.Kind != h.Kind || d.Stride() != h.Stride()) {
 		panic(fmt.Sprintf("stages: a frame batch says kind %d, %d bytes at position %d; the device says kind %d, %d bytes", h.Kind, h.Stride(), h.Pos, d.Kind, d.Stride()))
 	}

@@ -96,7 +96,7 @@ func TestAllocatorSendsLongBatches(t *testing.T) {
 // Records whose sizes change from one to the next cost a byte each while
 // they are small: a batch is sent once it encodes 4 KiB.
 func TestAllocatorBatchesMixedSizes(t *testing.T) {
-	r, f := newFramesRig(t, 1<<20, 0)
+	r, f := newFramesRig(t, 4<<30, 0) // a span of 512 KiB: the codes end the batch
 	var want []stages.FrameRun
 	pos := uint64(0)
 	// A run is encoded once the next frame differs: the 4097th encodes the
@@ -117,28 +117,26 @@ func TestAllocatorBatchesMixedSizes(t *testing.T) {
 func TestAllocatorSignalsHalfFullBatches(t *testing.T) {
 	r, f := newFramesRig(t, 1<<20, 0)
 	half := stages.BatchesCap / 2
-	for range 2 * half {
-		// A reservation after each record ends its batch.
+	for i := range 2 * half {
+		// Each record's batch goes on with the padding that aligns the
+		// reservation after it, and is sent when the next record comes
+		// after the gap, before the allocator takes the next request: by
+		// the time the padding's item arrives, i batches were sent.
 		r.a.In <- appendReq(0)
-		if it := r.item(t); it.Kind != stages.ItemRecord {
-			t.Fatalf("item %+v, want a record", it)
-		}
+		r.expectItem(t, stages.ItemRecord, uint64(1024*i), 32)
 		r.a.In <- reserveReq(0)
-		if it := r.item(t); it.Kind == stages.ItemPad {
-			r.item(t)
+		r.expectItem(t, stages.ItemPad, uint64(1024*i+32), 480)
+		r.expectItem(t, stages.ItemHole, uint64(1024*i+512), 512)
+		if n := len(f.Batches()); n != i {
+			t.Fatalf("%d batches sent after %d records, want %d", n, i+1, i)
 		}
-		// The allocator sends a batch only once the next record comes, so
-		// the count read here may lag one behind the signal.
 		select {
 		case <-f.Half():
-			if n := len(f.Batches()); n < half {
-				t.Fatalf("signalled at %d batches, want %d", n, half)
+			if i != half {
+				t.Fatalf("signalled at %d batches, want %d", i, half)
 			}
 			return
 		default:
-		}
-		if n := len(f.Batches()); n > half+1 {
-			t.Fatalf("no signal with %d batches waiting", n)
 		}
 	}
 	t.Fatalf("no signal with %d batches waiting", len(f.Batches()))
@@ -310,20 +308,34 @@ func TestCollectorReadsBetweenBatches(t *testing.T) {
 }
 
 // A collector keeps batches up to MaxKept, however many the allocator
-// sends, and frees what it kept as its walk passes them.
+// sends, counting the memory their codes hold, and frees what it kept as
+// its walk passes them.
 func TestCollectorKeepsBoundedBatches(t *testing.T) {
 	r := newCollectorRig(t, posChecker{&mapChecker{garbage: map[uint64]bool{}}}, 0)
 	r.c.Frames = stages.NewFrameRuns(r.geo)
-	per := stages.BatchCost + 1 // a batch of one run of one small record
 	pos := uint64(0)
-	for range 2 * stages.MaxKept / per / stages.BatchesCap {
+	for range 2 * stages.MaxKept / stages.BatchCost / stages.BatchesCap {
 		for range stages.BatchesCap {
-			r.c.Frames.Batches() <- stages.BatchOf(stages.FrameRun{Start: pos, Stride: 32, Count: 1})
+			// One small record with room for 4 KiB of codes, as a batch
+			// the allocator ended early has.
+			b := stages.BatchOf(stages.FrameRun{Start: pos, Stride: 32, Count: 1})
+			r.c.Frames.Batches() <- stages.WithRoom(b, 4096)
 			pos += 64 // a gap after each
 		}
 		stages.TakeRuns(r.c)
+		if n := stages.Kept(r.c); n > stages.MaxKept {
+			t.Fatalf("collector keeps batches costing %d, more than %d", n, stages.MaxKept)
+		}
 	}
-	if n := stages.Kept(r.c); n > stages.MaxKept || n < stages.MaxKept-per {
-		t.Fatalf("collector keeps batches costing %d, want %d", n, stages.MaxKept/per*per)
+	// Each keeps no more room than its one code needs (a size class).
+	if n, want := stages.KeptBatches(r.c), stages.MaxKept/(stages.BatchCost+16); n < want {
+		t.Fatalf("collector keeps %d batches, want at least %d: it keeps room the codes do not use", n, want)
+	}
+	// A walk past them all frees them.
+	if _, _, ok := stages.Known(r.c, pos); ok {
+		t.Fatal("a position past every batch is known")
+	}
+	if n := stages.Kept(r.c); n != 0 {
+		t.Fatalf("collector keeps batches costing %d after its walk passed them all", n)
 	}
 }
