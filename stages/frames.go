@@ -80,7 +80,7 @@ type FrameRuns struct {
 	c    chan *FrameBatch
 	free chan *FrameBatch // spent batches, back to the allocator
 	half chan struct{}    // capacity 1: c is half full, the collector should take
-	// span is the most a batch the allocator holds back covers.
+	// span: the allocator sends a batch once it covers this much.
 	span uint64
 }
 
