@@ -240,9 +240,4 @@ func (a *Allocator) pop() {
 }
 
 // nudge asks the collector for a pass, without waiting.
-func (a *Allocator) nudge() {
-	select {
-	case a.Pressure <- struct{}{}:
-	default:
-	}
-}
+func (a *Allocator) nudge() { signal(a.Pressure) }

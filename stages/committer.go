@@ -149,13 +149,13 @@ func (c *Committer) Run(quit <-chan struct{}) {
 			if !tokened && len(c.flights)+1 < c.depth() {
 				// A slot stays free after this group (gather has taken
 				// every completion there was).
-				c.signalIdle()
+				signal(c.Idle)
 				tokened = true
 			}
 			c.submit()
 		}
 		if !tokened && len(c.flights) < c.depth() && !c.marking {
-			c.signalIdle()
+			signal(c.Idle)
 		}
 		if len(c.synced) > 0 {
 			continue // synced here (inline): wake its callers first
@@ -262,16 +262,6 @@ func (c *Committer) recycle(ws []*Waiter) {
 	clear(ws)
 	select {
 	case c.Recycle <- ws[:0]:
-	default:
-	}
-}
-
-func (c *Committer) signalIdle() {
-	if c.Idle == nil {
-		return
-	}
-	select {
-	case c.Idle <- struct{}{}:
 	default:
 	}
 }

@@ -67,14 +67,14 @@ func FinishChain(ws []*Waiter, err error, end chan<- struct{}) {
 	wakeFrom(ws[0])
 }
 
-// signal sends end a token without waiting: a token it holds already says
-// the same.
-func signal(end chan<- struct{}) {
-	if end == nil {
+// signal sends ch a token without waiting, if ch is set: a token it holds
+// already says the same.
+func signal(ch chan<- struct{}) {
+	if ch == nil {
 		return
 	}
 	select {
-	case end <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
