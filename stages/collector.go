@@ -35,12 +35,12 @@ type CollectRequest struct {
 }
 
 // Collector reclaims space at the head. It walks frames from the head to the
-// durable tail, reading their headers itself (with a PositionChecker,
-// only where the allocator's FrameBatches do not say what they are), skips
+// durable tail, reading their headers itself (with a PositionChecker, only
+// where the allocator's FrameBatches do not say what they are), skips
 // padding, asks the checker about each record, and stops at the first live
-// one. It persists
-// the new head through the journal before telling the allocator, so space is
-// never reused while a crash could still bring back the old head.
+// one. It persists the new head through the journal before telling the
+// allocator, so space is never reused while a crash could still bring back
+// the old head.
 type Collector struct {
 	Requests chan CollectRequest
 	Pressure chan struct{} // capacity 1

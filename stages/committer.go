@@ -55,10 +55,10 @@ type Committer struct {
 	// do the others that append again at once. Without the wait that
 	// group would be submitted with the first of them only, the rest would
 	// wait for its sync, and the callers would stay split in two groups
-	// for good, each paying a whole flush. Asked for by the
-	// committer itself, the mark came while the chain was still running
-	// whenever the allocator got the other processor: groups of 64
-	// callers averaged about 53 records, and the rest waited a flush.
+	// for good, each paying a whole flush. Asked for by the committer
+	// itself, the mark came while the chain was still running whenever
+	// the allocator got the other processor: groups of 64 callers
+	// averaged about 53 records, and the rest waited a flush.
 	Marks chan<- struct{}
 	// MarkWait bounds that wait for the callers (0: DefaultMarkWait). Once
 	// it has passed since the group was released, the committer asks for
